@@ -1,0 +1,11 @@
+"""video-ats: Adaptive Token Sampling (ECCV 2022) for the video transformers TimeSformer and X-ViT."""
+from .ats import ATSConfig, inverse_transform_sampling, significance_scores
+from .checkpoint import load_checkpoint
+from .errors import UserError
+from .flops import count_gflops
+from .models import create_model, list_models
+
+__version__ = "0.1.0"
+
+__all__ = ["ATSConfig", "UserError", "count_gflops", "create_model", "inverse_transform_sampling",
+           "list_models", "load_checkpoint", "significance_scores"]

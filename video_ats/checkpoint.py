@@ -1,0 +1,165 @@
+"""Loading weights: official checkpoints, this project's checkpoints, plain state dicts, timm ViTs.
+
+Files are read with ``torch.load(weights_only=True)`` (or safetensors): a checkpoint can never run
+code. Each model knows how to translate foreign formats into its own names (``adapt_state_dict``,
+beside the model); this module does the reading, the head handling and a *strict* load that says
+exactly which keys are missing or unexpected — the official loaders' silent ``strict=False`` left
+users with random models.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from typing import Dict, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import UserError
+
+STATE_KEYS = ("model_state", "model", "state_dict", "module")
+
+
+def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
+    """The raw checkpoint object, read safely."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UserError(f"checkpoint {path!r} does not exist")
+    if os.path.getsize(path) == 0:
+        raise UserError(f"checkpoint {path!r} is an empty file")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+        try:
+            return load_file(path, device="cpu")
+        except Exception as exc:
+            raise UserError(f"cannot read safetensors checkpoint {path!r}: {exc}") from None
+    if path.endswith(".npz"):
+        raise UserError(f"{path!r} is a JAX .npz checkpoint; convert it to a PyTorch/safetensors file with timm first")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        found = re.search(r"GLOBAL ([\w.]+)", text)      # wording differs between torch versions
+        if found:
+            what = found.group(1)
+            raise UserError(f"refusing to load {path!r}: it contains pickled Python objects ({what}) that could "
+                            "run code when loaded. Re-save only its tensors (e.g. torch.save(ckpt['model_state'], "
+                            "...)) from a trusted environment.") from None
+        raise UserError(f"cannot read checkpoint {path!r}: not a PyTorch checkpoint, or truncated") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise UserError(f"cannot read checkpoint {path!r} (truncated or not a PyTorch file?): "
+                        f"{str(exc).splitlines()[0][:200]}") from None
+
+
+def extract_state_dict(obj) -> Dict[str, torch.Tensor]:
+    """The tensor dict inside a checkpoint: ``model_state`` (PySlowFast), ``model`` (ours), ``state_dict``
+    or the object itself; a ``module.`` prefix (DDP) is removed."""
+    state = obj
+    for _ in range(2):
+        if isinstance(state, dict):
+            for key in STATE_KEYS:
+                if key in state and isinstance(state[key], dict):
+                    state = state[key]
+                    break
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError("checkpoint holds no state dict (looked for a dict of tensors, possibly under "
+                        f"{', '.join(STATE_KEYS)})")
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return dict(state)
+
+
+def load_checkpoint(model: nn.Module, checkpoint: Union[str, os.PathLike, dict], drop_head: bool = False,
+                    strict: bool = True) -> dict:
+    """Load weights into ``model``; returns a report ``{"format", "notes", "missing", "unexpected"}``.
+
+    checkpoint: a path (official TimeSformer .pyth, official X-ViT .pth, this project's checkpoint,
+                a plain state dict, a timm ImageNet ViT file for initialisation) or a loaded dict.
+    drop_head:  keep the model's own freshly initialised classifier (fine-tuning on another class
+                count); without it a classifier of another shape is an error.
+    strict:     any key that is missing or unexpected after adaptation is an error.
+    """
+    obj = read_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+    state = extract_state_dict(obj)
+    notes: list = []
+    adapt = getattr(model, "adapt_state_dict", None)
+    if adapt is not None:
+        state = adapt(state, notes)
+    own = model.state_dict()
+    head_keys = set(getattr(model, "head_keys", ()))
+    if drop_head:
+        dropped = sorted(k for k in head_keys if k in state)
+        state = {k: v for k, v in state.items() if k not in head_keys}
+        if dropped:
+            notes.append(f"classifier {dropped} not loaded (drop_head): it keeps its fresh initialisation")
+    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if mismatched:
+        if set(mismatched) <= head_keys:
+            k = mismatched[0]
+            raise UserError(f"the checkpoint's classifier {k} has shape {tuple(state[k].shape)} but the model's "
+                            f"is {tuple(own[k].shape)} (another class count); to fine-tune, load with "
+                            "drop_head=True (CLI: model.drop_head=true), or set model.num_classes to match")
+        desc = ", ".join(f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in mismatched[:4])
+        raise UserError(f"checkpoint does not fit this model ({len(mismatched)} shape mismatches: {desc}); "
+                        "is it for another architecture or size?")
+    missing = sorted(set(own) - set(state) - (head_keys if drop_head else set()))
+    unexpected = sorted(set(state) - set(own))
+    if strict and (missing or unexpected):
+        raise UserError(f"checkpoint does not match {type(model).__name__}: {len(missing)} missing keys "
+                        f"{_few(missing)}, {len(unexpected)} unexpected keys {_few(unexpected)}; "
+                        "is it for another architecture?")
+    model.load_state_dict(state, strict=False)
+    return {"notes": notes, "missing": missing, "unexpected": unexpected}
+
+
+def _few(keys, n: int = 5) -> str:
+    return "[]" if not keys else "[" + ", ".join(keys[:n]) + (", …]" if len(keys) > n else "]")
+
+
+def strip_prefix(state: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
+    """Remove ``prefix`` from every key that has it."""
+    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
+
+
+def resize_grid_embedding(pos: torch.Tensor, new_hw, mode: str, has_cls: bool = True) -> torch.Tensor:
+    """Resize a (1, [1+] S·S, D) position embedding stored for a square S×S grid to ``new_hw``."""
+    cls, grid = (pos[:, :1], pos[:, 1:]) if has_cls else (pos[:, :0], pos)
+    side = int(round(grid.shape[1] ** 0.5))
+    if side * side != grid.shape[1]:
+        raise UserError(f"position embedding with {grid.shape[1]} grid entries is not a square grid")
+    if (side, side) == tuple(new_hw):
+        return pos
+    g = grid.transpose(1, 2).reshape(1, -1, side, side).float()
+    kwargs = {"align_corners": False} if mode in ("bicubic", "bilinear") else {}
+    g = F.interpolate(g, size=tuple(new_hw), mode=mode, **kwargs).to(pos.dtype)
+    return torch.cat([cls, g.flatten(2).transpose(1, 2)], dim=1)
+
+
+def resize_time_embedding(te: torch.Tensor, frames: int, mode: str = "nearest") -> torch.Tensor:
+    """Resize a (1, T, D) time embedding to ``frames`` entries along T."""
+    if te.shape[1] == frames:
+        return te
+    return F.interpolate(te.transpose(1, 2).float(), size=frames, mode=mode).transpose(1, 2).to(te.dtype)
+
+
+def save_state(obj: dict, path: Union[str, os.PathLike]) -> None:
+    """Write ``obj`` atomically: a temporary file in the same folder, then a rename."""
+    path = os.fspath(path)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def describe(obj) -> Optional[str]:
+    """Short description of where a checkpoint came from, when it says."""
+    if isinstance(obj, dict):
+        for key in ("arch", "model_name"):
+            if isinstance(obj.get(key), str):
+                return obj[key]
+    return None

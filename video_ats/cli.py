@@ -1,0 +1,70 @@
+"""`video-ats` console command: a thin dispatcher over one module per subcommand.
+
+Each module in ``video_ats.commands`` defines ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``. Modules are imported lazily so ``video-ats --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import UserError
+
+# subcommand -> module under video_ats.commands
+COMMANDS = {
+    "make-synthetic": "make_synthetic",
+    "train": "train",
+    "test": "test",
+    "quickstart": "quickstart",
+    "profile": "profile",
+    "calibrate": "calibrate",
+    "sweep": "sweep",
+    "benchmark": "benchmark",
+    "models": "models",
+}
+
+
+def _available():
+    out = {}
+    for name, mod in COMMANDS.items():
+        try:
+            out[name] = importlib.import_module(f"video_ats.commands.{mod}")
+        except ModuleNotFoundError as exc:  # a command not shipped in this version
+            if exc.name != f"video_ats.commands.{mod}":
+                raise
+    return out
+
+
+def build_parser(commands=None) -> argparse.ArgumentParser:
+    commands = _available() if commands is None else commands
+    parser = argparse.ArgumentParser(
+        prog="video-ats",
+        description="Adaptive Token Sampling for video transformers (TimeSformer, X-ViT).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, mod in commands.items():
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except UserError as exc:
+        print(f"video-ats {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"video-ats {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

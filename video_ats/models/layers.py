@@ -1,0 +1,114 @@
+"""Layers shared by the backbones: multi-head attention over padded token groups, MLP, drop path.
+
+Attention is split into steps (qkv → group padding → attend → un-pad → proj) so a block can step in
+between: ATS reads the CLS attention row before choosing which queries to compute, X-ViT shifts
+k/v channels across frames on the packed tokens.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_ATTENTION_BACKEND = "sdpa"
+
+
+@contextlib.contextmanager
+def attention_backend(name: str):
+    """Use "math" (explicit softmax(QKᵀ)V, visible to FLOP counters such as fvcore) or "sdpa"."""
+    global _ATTENTION_BACKEND
+    if name not in ("sdpa", "math"):
+        raise ValueError(f"unknown attention backend {name!r}")
+    old, _ATTENTION_BACKEND = _ATTENTION_BACKEND, name
+    try:
+        yield
+    finally:
+        _ATTENTION_BACKEND = old
+
+
+def split_heads(qkv: torch.Tensor, num_heads: int):
+    """(G, L, 3·D) -> q, k, v each (G, heads, L, D/heads)."""
+    g, n, c3 = qkv.shape
+    qkv = qkv.view(g, n, 3, num_heads, c3 // (3 * num_heads)).permute(2, 0, 3, 1, 4)
+    return qkv[0], qkv[1], qkv[2]
+
+
+def merge_heads(o: torch.Tensor) -> torch.Tensor:
+    """(G, heads, L, d) -> (G, L, heads·d)."""
+    g, h, n, d = o.shape
+    return o.transpose(1, 2).reshape(g, n, h * d)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: Optional[torch.Tensor] = None,
+           dropout: float = 0.0) -> torch.Tensor:
+    """softmax(q kᵀ / √d) v per group; ``key_mask`` (G, Lk) True for real keys (every group needs one)."""
+    mask = None if key_mask is None else key_mask[:, None, None, :]
+    if _ATTENTION_BACKEND == "sdpa":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+    a = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    if mask is not None:
+        a = a.masked_fill(~mask, float("-inf"))
+    a = F.dropout(a.softmax(dim=-1), dropout)
+    return a @ v
+
+
+def attention_row(q: torch.Tensor, k: torch.Tensor, key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Attention probabilities of one query per group: q (G, H, d), k (G, H, L, d) -> (G, H, L) fp32."""
+    logits = torch.einsum("ghd,ghld->ghl", q.float(), k.float()) * q.shape[-1] ** -0.5
+    if key_mask is not None:
+        logits = logits.masked_fill(~key_mask[:, None, :], float("-inf"))
+    return logits.softmax(dim=-1)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with the official parameter names (``qkv``, ``proj``)."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Plain attention over (G, L, D) sequences."""
+        q, k, v = split_heads(self.qkv(x), self.num_heads)
+        o = attend(q, k, v, key_mask, self.attn_drop if self.training else 0.0)
+        return self.proj_drop(self.proj(merge_heads(o)))
+
+    def attend(self, q, k, v, key_mask=None):
+        return attend(q, k, v, key_mask, self.attn_drop if self.training else 0.0)
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj_drop(self.proj(x))
+
+
+class Mlp(nn.Module):
+    """fc1 → GELU → fc2 (names as in the official checkpoints)."""
+
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x):
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+def drop_path_packed(x: torch.Tensor, clip: torch.Tensor, batch_size: int, p: float, training: bool) -> torch.Tensor:
+    """Stochastic depth for packed tokens: drops a residual branch for whole clips at once.
+
+    ``clip`` gives the clip of each row along dim 0 of ``x``."""
+    if p == 0.0 or not training:
+        return x
+    keep = x.new_empty(batch_size).bernoulli_(1 - p) / (1 - p)
+    return x * keep[clip].view(-1, *([1] * (x.dim() - 1)))

@@ -1,0 +1,30 @@
+"""The thin layer that puts the ATS sampler into a backbone's attention (both backbones use it).
+
+At an ATS block the backbone has padded per-frame groups whose slot 0 is a CLS query. Each frame's CLS
+attention row and the per-head value norms give every space-time token a significance score; the
+scores are normalised over the whole clip (all frames together) and sampled per clip.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..ats import ATSConfig, scores_from_value_norms
+from ..tokens import Groups, TokenSet
+
+
+def select_tokens(ts: TokenSet, frames: Groups, cls_attn: torch.Tensor, v: torch.Tensor,
+                  cfg: ATSConfig, block: int) -> torch.Tensor:
+    """Kept mask (M,) over the packed tokens of ``ts``.
+
+    frames:   ts.groups("frame", lead=1) — one group per (clip, frame), CLS in slot 0.
+    cls_attn: (G, H, L) attention probabilities of each frame's CLS query over its frame's slots.
+    v:        (G, H, L, d) values in the same layout.
+    """
+    heads = cls_attn.shape[1]
+    a_tok = frames.unpad(cls_attn.transpose(1, 2))                       # (M, H)
+    n_tok = frames.unpad(v.float().norm(dim=-1).transpose(1, 2))         # (M, H)
+    both, valid, flat = ts.per_clip(torch.cat([a_tok, n_tok], dim=1))    # (B, N, 2H)
+    a, norms = both[..., :heads].transpose(1, 2), both[..., heads:].transpose(1, 2)
+    scores = scores_from_value_norms(a, norms, cfg.score_mode, valid)    # (B, N), Σ over a clip = 1
+    kept = cfg.select(scores, block, valid)
+    return kept.view(-1)[flat]

@@ -1,0 +1,303 @@
+"""TimeSformer (Bertasius et al., ICML 2021) with divided space-time attention, and ATS inside it.
+
+Faithful to the official model (facebookresearch/TimeSformer ``timesformer/models/vit.py``): parameter
+names, LayerNorm eps 1e-6, qkv bias, CLS handling (repeated per frame in spatial attention, the T
+outputs averaged), temporal_fc, and nearest-neighbour resizing of the position/time embeddings for
+other input sizes. Official checkpoints load strictly (see ``adapt_state_dict``).
+
+Tokens live in a :class:`~video_ats.tokens.TokenSet`, so after an ATS block the following blocks run
+on the kept tokens only: temporal attention among the kept tokens of a spatial position, spatial
+attention among the kept tokens of a frame, linear layers on the packed kept tokens of the batch.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..ats import ATSConfig
+from ..checkpoint import resize_grid_embedding, resize_time_embedding, strip_prefix
+from ..errors import UserError
+from ..flops import FlopMeter
+from ..tokens import TokenSet
+from .layers import Attention, Mlp, attention_row, drop_path_packed, merge_heads, split_heads
+from .registry import preset
+from .sampling import select_tokens
+
+KINETICS_MEAN = (0.45, 0.45, 0.45)
+KINETICS_STD = (0.225, 0.225, 0.225)
+
+
+class PatchEmbed(nn.Module):
+    """Conv2d patch embedding applied to every frame."""
+
+    def __init__(self, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T, H, W) -> (B, T, H/p, W/p, D)."""
+        b, c, t, h, w = x.shape
+        y = self.proj(x.transpose(1, 2).reshape(b * t, c, h, w))
+        return y.view(b, t, *y.shape[1:]).permute(0, 1, 3, 4, 2)
+
+
+class DividedSpaceTimeBlock(nn.Module):
+    """Temporal attention → temporal_fc → residual; spatial attention (ATS here) → residual; MLP."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, drop)
+        self.temporal_norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.temporal_attn = Attention(dim, num_heads, qkv_bias, attn_drop, drop)
+        self.temporal_fc = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+        self.drop_path = drop_path
+
+    def _drop(self, x: torch.Tensor, ts: TokenSet, per_clip: bool = False) -> torch.Tensor:
+        clip = torch.arange(ts.batch_size, device=x.device) if per_clip else ts.clip
+        return drop_path_packed(x, clip, ts.batch_size, self.drop_path, self.training)
+
+    def forward(self, ts: TokenSet, ats: Optional[ATSConfig] = None, index: int = -1,
+                meter: Optional[FlopMeter] = None) -> TokenSet:
+        b, (t, _, _) = ts.batch_size, ts.grid
+        d = ts.x.shape[-1]
+        heads = self.attn.num_heads
+        n = ts.num_tokens if meter is not None else None
+
+        # Temporal attention: the kept tokens of each spatial position attend to each other (no CLS).
+        positions = ts.groups("position")
+        q, k, v = split_heads(positions.pad(self.temporal_attn.qkv(self.temporal_norm1(ts.x))), heads)
+        o = positions.unpad(merge_heads(self.temporal_attn.attend(q, k, v, positions.key_mask())))
+        xt = ts.x + self._drop(self.temporal_fc(self.temporal_attn.project(o)), ts)
+        if meter is not None:
+            meter.layer_norm(n, d)
+            meter.linear(n, self.temporal_attn.qkv)
+            meter.attention(positions.pairs_per_clip(b), d)
+            meter.linear(n, self.temporal_attn.proj)
+            meter.linear(n, self.temporal_fc)
+
+        # Spatial attention per frame; each frame gets a copy of the clip's CLS as its first query.
+        frames = ts.groups("frame", lead=1)
+        qkv_tok = self.attn.qkv(self.norm1(xt))
+        qkv_cls = self.attn.qkv(self.norm1(ts.cls)).repeat_interleave(t, dim=0)      # (B·T, 1, 3D)
+        q, k, v = split_heads(frames.pad(qkv_tok, qkv_cls), heads)
+        key_mask = frames.key_mask()
+        if meter is not None:
+            meter.layer_norm(n + 1, d)
+            meter.linear(n + 1, self.attn.qkv)
+        out_ts, out_frames = ts.replace(xt), frames
+        if ats is not None:
+            # ATS: score every token from its frame's CLS row, keep a subset per clip, and compute the
+            # attention output only for CLS + kept queries (rows of the same attention matrix).
+            cls_attn = attention_row(q[:, :, 0], k, key_mask)
+            kept = select_tokens(ts, frames, cls_attn, v, ats, index)
+            out_ts = ts.keep(kept, x=xt)
+            out_frames = out_ts.groups("frame", lead=1)
+            q_tok = qkv_tok.index_select(0, kept.nonzero().squeeze(1))[:, :d]
+            q = out_frames.pad(q_tok, qkv_cls[..., :d]).view(b * t, -1, heads, d // heads).transpose(1, 2)
+            if meter is not None:
+                meter.add(_row_pairs(frames, b) * d)          # the extra CLS-row logits
+        o = merge_heads(self.attn.attend(q, k, v, key_mask))                            # (B·T, Lq, D)
+        res_tok = self.attn.project(out_frames.unpad(o))
+        res_cls = self.attn.project(o[:, :1]).view(b, t, d).mean(dim=1, keepdim=True)  # average over frames
+        x = out_ts.x + self._drop(res_tok, out_ts)
+        cls = ts.cls + self._drop(res_cls, out_ts, per_clip=True)
+        if meter is not None:
+            n_out = out_ts.num_tokens if ats is not None else n
+            meter.attention(out_frames.pairs_per_clip(b, keys=frames), d)
+            meter.linear(n_out + t, self.attn.proj)
+            meter.layer_norm(n_out + 1, d)
+            meter.linear(n_out + 1, self.mlp.fc1)
+            meter.linear(n_out + 1, self.mlp.fc2)
+
+        # MLP on the kept tokens and the CLS, as one packed matrix.
+        y = torch.cat([x, cls.view(b, d)], dim=0)
+        y = y + self._drop_mlp(self.mlp(self.norm2(y)), out_ts)
+        return out_ts.replace(y[:-b], cls=y[-b:].view(b, 1, d))
+
+    def _drop_mlp(self, y: torch.Tensor, ts: TokenSet) -> torch.Tensor:
+        clip = torch.cat([ts.clip, torch.arange(ts.batch_size, device=y.device)])
+        return drop_path_packed(y, clip, ts.batch_size, self.drop_path, self.training)
+
+
+def _row_pairs(frames, batch_size: int) -> torch.Tensor:
+    """(clip,) key slots seen by the extra CLS-row logits of an ATS block: Σ_frames (1 + n_frame)."""
+    out = torch.zeros(batch_size, dtype=torch.float64, device=frames.sizes.device)
+    return out.index_add_(0, frames.clip, (frames.sizes + frames.lead).double())
+
+
+class TimeSformer(nn.Module):
+    """TimeSformer with divided space-time attention; ``ats`` adds Adaptive Token Sampling.
+
+    Input (B, 3, T, H, W) float, output (B, num_classes) logits. After each forward,
+    ``last_kept_tokens`` maps every ATS block index to a (B,) tensor of tokens kept per clip.
+    """
+
+    def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 400,
+                 num_frames: int = 8, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0,
+                 attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0, head_drop_rate: float = 0.0,
+                 ats=None, sampling_rate: int = 8, mean=KINETICS_MEAN, std=KINETICS_STD):
+        super().__init__()
+        if img_size % patch_size:
+            raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
+        self.num_classes, self.num_frames, self.embed_dim, self.depth = num_classes, num_frames, embed_dim, depth
+        self.patch_size = patch_size
+        self.config = dict(img_size=img_size, patch_size=patch_size, in_chans=in_chans, num_classes=num_classes,
+                           num_frames=num_frames, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+                           mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, sampling_rate=sampling_rate,
+                           mean=tuple(mean), std=tuple(std))
+        grid = img_size // patch_size
+        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, embed_dim))
+        self.time_embed = nn.Parameter(torch.zeros(1, num_frames, embed_dim))
+        self.pos_drop = nn.Dropout(drop_rate)
+        self.time_drop = nn.Dropout(drop_rate)
+        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        self.blocks = nn.ModuleList([
+            DividedSpaceTimeBlock(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, dpr[i])
+            for i in range(depth)])
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.head_drop = nn.Dropout(head_drop_rate)
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.ats = ATSConfig.from_any(ats, depth)
+        self.last_kept_tokens: Dict[int, torch.Tensor] = {}
+        self._init_weights()
+
+    # -- initialisation as in the official code ------------------------------------------------------
+    def _init_weights(self):
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for i, blk in enumerate(self.blocks):
+            if i > 0:                      # the official code zero-initialises temporal_fc after block 0
+                nn.init.zeros_(blk.temporal_fc.weight)
+                nn.init.zeros_(blk.temporal_fc.bias)
+
+    @property
+    def head_keys(self):
+        return ("head.weight", "head.bias")
+
+    def set_ats(self, ats) -> None:
+        """Replace the ATS configuration (None turns ATS off); validated against the depth."""
+        self.ats = ATSConfig.from_any(ats, self.depth)
+
+    # -- embeddings ----------------------------------------------------------------------------------
+    def _embed(self, x: torch.Tensor, meter: Optional[FlopMeter]) -> TokenSet:
+        if x.dim() != 5 or x.shape[1] != self.patch_embed.proj.in_channels:
+            raise ValueError(f"TimeSformer expects (B, {self.patch_embed.proj.in_channels}, T, H, W) input, "
+                             f"got shape {tuple(x.shape)}")
+        b, _, t, h, w = x.shape
+        p = self.patch_size
+        if h % p or w % p:
+            raise ValueError(f"input frames {h}x{w} are not multiples of the patch size {p}")
+        tokens = self.patch_embed(x)                                   # (B, T, Hp, Wp, D)
+        hp, wp = tokens.shape[2:4]
+        tokens = tokens + self._pos_embed(hp, wp).view(1, 1, hp, wp, -1)
+        tokens = self.pos_drop(tokens)
+        tokens = tokens + self._time_embed(t).view(1, t, 1, 1, -1)
+        tokens = self.time_drop(tokens)
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(b, 1, -1)   # the CLS gets no time embedding
+        if meter is not None:
+            meter.conv_patches(t * hp * wp, self.patch_embed.proj)
+        return TokenSet.from_grid(tokens, cls, (t, hp, wp))
+
+    def _pos_embed(self, hp: int, wp: int) -> torch.Tensor:
+        pos = self.pos_embed[0, 1:]
+        side = int(round(pos.shape[0] ** 0.5))
+        if (hp, wp) == (side, side):
+            return pos
+        grid = pos.T.reshape(1, -1, side, side)
+        return F.interpolate(grid, size=(hp, wp), mode="nearest").flatten(2)[0].T
+
+    def _time_embed(self, t: int) -> torch.Tensor:
+        te = self.time_embed
+        if te.shape[1] == t:
+            return te[0]
+        return F.interpolate(te.transpose(1, 2), size=t, mode="nearest")[0].T
+
+    # -- forward -------------------------------------------------------------------------------------
+    def forward_features(self, x: torch.Tensor, flop_meter: Optional[FlopMeter] = None) -> torch.Tensor:
+        ts = self._embed(x, flop_meter)
+        kept: Dict[int, torch.Tensor] = {}
+        for i, blk in enumerate(self.blocks):
+            ats = self.ats if self.ats is not None and self.ats.num_tokens_at(i) is not None else None
+            ts = blk(ts, ats, i, flop_meter)
+            if ats is not None:
+                kept[i] = ts.num_tokens.detach()
+        self.last_kept_tokens = kept
+        if flop_meter is not None:
+            flop_meter.layer_norm(1, self.embed_dim)
+        return self.norm(ts.cls[:, 0])
+
+    def forward(self, x: torch.Tensor, flop_meter: Optional[FlopMeter] = None) -> torch.Tensor:
+        feats = self.head_drop(self.forward_features(x, flop_meter))
+        if flop_meter is not None and isinstance(self.head, nn.Linear):
+            flop_meter.linear(1, self.head)
+        return self.head(feats)
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+    def adapt_state_dict(self, state: Dict[str, torch.Tensor], notes: list) -> Dict[str, torch.Tensor]:
+        """Official TimeSformer (``model.`` prefix), this project's, or a timm ImageNet ViT -> our names,
+        with the embeddings resized (nearest, as the official code) to this model's grid and frames."""
+        if any(k.startswith("model.") for k in state):
+            state = strip_prefix(state, "model.")
+            notes.append("official TimeSformer checkpoint (model. prefix removed)")
+        if "blocks.0.attn.qkv.weight" in state and "blocks.0.temporal_attn.qkv.weight" not in state:
+            state = self._from_image_vit(state, notes)
+        own = self.state_dict()
+        if "pos_embed" in state and state["pos_embed"].shape != own["pos_embed"].shape:
+            side = int(round((own["pos_embed"].shape[1] - 1) ** 0.5))
+            state["pos_embed"] = resize_grid_embedding(state["pos_embed"], (side, side), "nearest")
+            notes.append(f"pos_embed resized to the {side}x{side} patch grid (nearest)")
+        if "time_embed" in state and state["time_embed"].shape != own["time_embed"].shape:
+            state["time_embed"] = resize_time_embedding(state["time_embed"], self.num_frames)
+            notes.append(f"time_embed resized to {self.num_frames} frames (nearest)")
+        return state
+
+    def _from_image_vit(self, vit: Dict[str, torch.Tensor], notes: list) -> Dict[str, torch.Tensor]:
+        """Initialise from an image ViT (timm names): spatial parts copied, temporal attention from the
+        spatial one, temporal_fc zero (the block starts as an identity in time), time_embed zero."""
+        if "fc_norm.weight" in vit or "dist_token" in vit or "reg_token" in vit:
+            raise UserError("image ViT checkpoint has a layout TimeSformer cannot start from (fc_norm/dist/reg "
+                            "tokens); use a plain ViT-B/16 (CLS token, final norm) weights file")
+        state = {k: v for k, v in vit.items() if not k.startswith(("head.", "pre_logits."))}
+        for i in range(self.depth):
+            pre = f"blocks.{i}."
+            for name in ("weight", "bias"):
+                if pre + "norm1." + name in vit:
+                    state[pre + "temporal_norm1." + name] = vit[pre + "norm1." + name].clone()
+                for lin in ("qkv", "proj"):
+                    if pre + f"attn.{lin}.{name}" in vit:
+                        state[pre + f"temporal_attn.{lin}.{name}"] = vit[pre + f"attn.{lin}.{name}"].clone()
+            state[pre + "temporal_fc.weight"] = torch.zeros(self.embed_dim, self.embed_dim)
+            state[pre + "temporal_fc.bias"] = torch.zeros(self.embed_dim)
+        state["time_embed"] = torch.zeros(1, self.num_frames, self.embed_dim)
+        own = self.state_dict()
+        for key in self.head_keys:
+            state[key] = own[key]
+        notes.append("initialised from an image ViT: temporal attention copied from spatial, temporal_fc and "
+                     "time_embed zero, classifier freshly initialised")
+        return state
+
+
+_TSF = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, mean=KINETICS_MEAN, std=KINETICS_STD)
+preset(TimeSformer, "timesformer", img_size=224, num_frames=8, sampling_rate=32)
+preset(TimeSformer, "timesformer_base_8x224", img_size=224, num_frames=8, sampling_rate=32, **_TSF)
+preset(TimeSformer, "timesformer_hr_16x448", img_size=448, num_frames=16, sampling_rate=16, **_TSF)
+preset(TimeSformer, "timesformer_large_96x224", img_size=224, num_frames=96, sampling_rate=4, **_TSF)
