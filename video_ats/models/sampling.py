@@ -11,6 +11,10 @@ import torch
 from ..ats import ATSConfig, scores_from_value_norms
 from ..tokens import Groups, TokenSet
 
+# Backbones wrap ATS's own work (scores, sampling, gathers, index bookkeeping) in this profiler label,
+# so benchmarks can report the sampler's share of the forward.
+ATS_PROFILE_LABEL = "video_ats.ats"
+
 
 def select_tokens(ts: TokenSet, frames: Groups, cls_attn: torch.Tensor, v: torch.Tensor,
                   cfg: ATSConfig, block: int) -> torch.Tensor:

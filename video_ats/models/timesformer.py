@@ -16,6 +16,7 @@ from typing import Dict, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.profiler import record_function
 
 from ..ats import ATSConfig
 from ..checkpoint import resize_grid_embedding, resize_time_embedding, strip_prefix
@@ -24,7 +25,7 @@ from ..flops import FlopMeter
 from ..tokens import TokenSet
 from .layers import Attention, Mlp, attention_row, drop_path_packed, merge_heads, split_heads
 from .registry import preset
-from .sampling import select_tokens
+from .sampling import ATS_PROFILE_LABEL, select_tokens
 
 KINETICS_MEAN = (0.45, 0.45, 0.45)
 KINETICS_STD = (0.225, 0.225, 0.225)
@@ -96,12 +97,14 @@ class DividedSpaceTimeBlock(nn.Module):
         if ats is not None:
             # ATS: score every token from its frame's CLS row, keep a subset per clip, and compute the
             # attention output only for CLS + kept queries (rows of the same attention matrix).
-            cls_attn = attention_row(q[:, :, 0], k, key_mask)
-            kept = select_tokens(ts, frames, cls_attn, v, ats, index)
-            out_ts = ts.keep(kept, x=xt)
-            out_frames = out_ts.groups("frame", lead=1)
-            q_tok = qkv_tok.index_select(0, kept.nonzero().squeeze(1))[:, :d]
-            q = out_frames.pad(q_tok, qkv_cls[..., :d]).view(b * t, -1, heads, d // heads).transpose(1, 2)
+            with record_function(ATS_PROFILE_LABEL):
+                cls_attn = attention_row(q[:, :, 0], k, key_mask)
+                kept = select_tokens(ts, frames, cls_attn, v, ats, index)
+                out_ts = ts.keep(kept, x=xt)
+                out_frames = out_ts.groups("frame", lead=1)
+                q_tok = qkv_tok.index_select(0, kept.nonzero().squeeze(1))[:, :d]
+                q = out_frames.pad(q_tok, qkv_cls[..., :d]).view(b * t, -1, heads, d // heads).transpose(1, 2)
+                out_ts.groups("position")     # the next block's temporal groups: ATS bookkeeping too
             if meter is not None:
                 meter.add(_row_pairs(frames, b) * d)          # the extra CLS-row logits
         o = merge_heads(self.attn.attend(q, k, v, key_mask))                            # (B·T, Lq, D)
