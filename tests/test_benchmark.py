@@ -8,7 +8,7 @@ def test_benchmark_command_writes_rows(tmp_path, capsys):
     out = tmp_path / "bench.json"
     rc = main(["benchmark", "--model", "timesformer", "--model-arg", "img_size=32", "--model-arg", "patch_size=8",
                "--model-arg", "embed_dim=32", "--model-arg", "depth=10", "--model-arg", "num_heads=2",
-               "--model-arg", "num_frames=4", "--batch", "1", "2", "--repeats", "1", "--warmup", "0",
+               "--model-arg", "num_frames=4", "--batch", "2", "--repeats", "1", "--warmup", "0",
                "--ats", "half", "--ats", '{"blocks": [1], "num_tokens": 8}', "--output", str(out)])
     assert rc == 0
     rows = json.loads(out.read_text())["rows"]
