@@ -75,3 +75,12 @@ def test_timesformer_base_8x224_fvcore_on_official_forward():
     m = video_ats.create_model("timesformer_base_8x224", num_classes=400).eval()
     x = torch.zeros(1, 3, 8, 224, 224)
     assert video_ats.count_gflops(m, x).item() == pytest.approx(fvcore_gflops(_Official(m), x), rel=0.02)
+
+
+def test_ats_model_is_traceable_and_keep_all_count_matches_fvcore():
+    """fvcore traces the whole ATS path (sampler included) and sees what our meter charges."""
+    m = video_ats.create_model("timesformer", **TINY, ats={"blocks": [0, 2], "num_tokens": 10**6}).eval()
+    x = torch.randn(1, 3, 4, 32, 32)
+    with attention_backend("math"):
+        ref = fvcore_gflops(m, x)
+    assert video_ats.count_gflops(m, x).item() == pytest.approx(ref, rel=1e-9)

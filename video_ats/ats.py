@@ -115,7 +115,8 @@ def inverse_transform_sampling(scores: torch.Tensor, num_samples: Union[NumToken
     hit = (grid <= 1.0) & (last_positive >= 0)
     idx = torch.minimum(idx, last_positive.clamp_min(0))
     kept = torch.zeros(b, n + 1, dtype=torch.bool, device=s.device)
-    kept.scatter_(1, torch.where(hit, idx, n), True)                      # column n collects misses
+    target = torch.where(hit, idx, n)                                     # column n collects misses
+    kept.scatter_(1, target, torch.ones_like(target, dtype=torch.bool))  # tensor source: traceable
     kept = kept[:, :n]
     if order is not None:
         kept = torch.zeros_like(kept).scatter_(1, order, kept)

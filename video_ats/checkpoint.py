@@ -8,6 +8,8 @@ users with random models.
 """
 from __future__ import annotations
 
+import math
+
 import os
 import pickle
 import re
@@ -126,7 +128,7 @@ def strip_prefix(state: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch
 def resize_grid_embedding(pos: torch.Tensor, new_hw, mode: str, has_cls: bool = True) -> torch.Tensor:
     """Resize a (1, [1+] S·S, D) position embedding stored for a square S×S grid to ``new_hw``."""
     cls, grid = (pos[:, :1], pos[:, 1:]) if has_cls else (pos[:, :0], pos)
-    side = int(round(grid.shape[1] ** 0.5))
+    side = math.isqrt(int(grid.shape[1]))
     if side * side != grid.shape[1]:
         raise UserError(f"position embedding with {grid.shape[1]} grid entries is not a square grid")
     if (side, side) == tuple(new_hw):

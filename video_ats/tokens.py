@@ -54,13 +54,27 @@ class Groups:
             kind, (b, t, p) = self.view
             body = x.view(b * t, p, c) if kind == "frame" else x.view(b, t, p, c).transpose(1, 2).reshape(b * p, t, c)
         else:
-            body = x.new_zeros(self.num_groups * self.length, c)
+            body = x.new_empty(self.num_groups * self.length, c)
             body.index_copy_(0, self.slot, x)
+            # padding slots must hold finite values (a masked key still meets 0 · V in A·V), but only
+            # they need clearing — not the whole buffer
+            body.index_fill_(0, self._empty_slots(lead is None), 0.0)
             body = body.view(self.num_groups, self.length, c)
             if lead is not None:
                 body[:, : self.lead] = lead
             return body
         return body if lead is None else torch.cat([lead, body], dim=1)
+
+    def _empty_slots(self, with_lead: bool) -> torch.Tensor:
+        """Flat indices of the padding slots (and of the lead slots when ``with_lead``), cached."""
+        key = "_empty_with_lead" if with_lead else "_empty"
+        if key not in self.__dict__:
+            used = torch.zeros(self.num_groups * self.length, dtype=torch.bool, device=self.slot.device)
+            used[self.slot] = True
+            if not with_lead and self.lead:
+                used.view(self.num_groups, self.length)[:, : self.lead] = True
+            self.__dict__[key] = (~used).nonzero().squeeze(1)
+        return self.__dict__[key]
 
     def unpad(self, y: torch.Tensor) -> torch.Tensor:
         """(G, length, C) -> (M, C) for the real tokens (lead slots dropped)."""

@@ -11,6 +11,8 @@ attention among the kept tokens of a frame, linear layers on the packed kept tok
 """
 from __future__ import annotations
 
+import math
+
 from typing import Dict, Optional
 
 import torch
@@ -222,7 +224,7 @@ class TimeSformer(nn.Module):
 
     def _pos_embed(self, hp: int, wp: int) -> torch.Tensor:
         pos = self.pos_embed[0, 1:]
-        side = int(round(pos.shape[0] ** 0.5))
+        side = math.isqrt(int(pos.shape[0]))          # int(): shapes are tensors under tracing
         if (hp, wp) == (side, side):
             return pos
         grid = pos.T.reshape(1, -1, side, side)
@@ -265,7 +267,7 @@ class TimeSformer(nn.Module):
             state = self._from_image_vit(state, notes)
         own = self.state_dict()
         if "pos_embed" in state and state["pos_embed"].shape != own["pos_embed"].shape:
-            side = int(round((own["pos_embed"].shape[1] - 1) ** 0.5))
+            side = math.isqrt(int(own["pos_embed"].shape[1]) - 1)
             state["pos_embed"] = resize_grid_embedding(state["pos_embed"], (side, side), "nearest")
             notes.append(f"pos_embed resized to the {side}x{side} patch grid (nearest)")
         if "time_embed" in state and state["time_embed"].shape != own["time_embed"].shape:

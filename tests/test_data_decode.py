@@ -1,0 +1,140 @@
+"""Decoding (decord + PyAV fallback) and temporal sampling."""
+import glob
+import os
+
+import av
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from video_ats.data import decode as dec
+from video_ats.data import decode_frames, probe_video, sample_clip_indices
+
+
+def pyav_all_frames(path):
+    with av.open(path) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+def nearest_frame(frame, ref):
+    """Index of the reference frame closest to ``frame`` (mean absolute difference)."""
+    d = np.abs(ref.astype(np.int16) - frame.numpy().astype(np.int16)[None]).reshape(len(ref), -1).mean(1)
+    return int(d.argmin()), float(d.min())
+
+
+@pytest.fixture(scope="module")
+def some_video(data_synthetic):
+    return sorted(glob.glob(os.path.join(data_synthetic["root"], "val", "*.mp4")))[0]
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_decoded_indices_match_pyav(some_video, backend, monkeypatch):
+    if backend == "pyav":
+        monkeypatch.setattr(dec, "_HAVE_DECORD", False)
+    ref = pyav_all_frames(some_video)
+    assert len(ref) == 45
+    indices = [0, 7, 3, 44, 20, 20, 31]  # unordered and repeated on purpose
+    out = decode_frames(some_video, indices)
+    assert out.dtype == torch.uint8 and tuple(out.shape) == (len(indices), 48, 64, 3)
+    for frame, want in zip(out, indices):
+        got, dist = nearest_frame(frame, ref)
+        assert got == want
+        assert dist < 1.0  # same decoder; only colour-conversion rounding may differ
+
+
+def test_indices_past_the_end_are_clamped(some_video):
+    ref = pyav_all_frames(some_video)
+    out = decode_frames(some_video, [40, 44, 45, 100])
+    assert [nearest_frame(f, ref)[0] for f in out] == [40, 44, 44, 44]
+
+
+def test_probe_and_resize_while_decoding(some_video):
+    info = probe_video(some_video)
+    assert (info.num_frames, info.fps, info.width, info.height) == (45, 30.0, 64, 48)
+    assert tuple(decode_frames(some_video, [0, 1], size=24).shape) == (2, 24, 32, 3)
+    assert tuple(decode_frames(some_video, [0], size=(20, 30)).shape) == (1, 20, 30, 3)
+
+
+def test_sampling_stride_and_fps_scaling():
+    # 8 x 4 at the target rate: every 4th frame from the start
+    idx = sample_clip_indices(300, 8, 4, fps=30, target_fps=30, clip_index=0, num_clips=1, spacing="stride")
+    assert idx.tolist() == list(range(0, 32, 4))
+    # a 15 fps video: the same time span is half as many frames
+    idx = sample_clip_indices(300, 8, 4, fps=15, target_fps=30, clip_index=0, num_clips=1, spacing="stride")
+    assert idx.tolist() == list(range(0, 16, 2))
+    # a 60 fps video: twice the stride
+    idx = sample_clip_indices(300, 8, 4, fps=60, target_fps=30, clip_index=0, num_clips=1, spacing="stride")
+    assert idx.tolist() == list(range(0, 64, 8))
+
+
+def test_pyslowfast_spacing_is_the_default():
+    # PySlowFast: clip_size = rate * T / target_fps * fps; linspace(start, start + clip_size - 1, T), truncated
+    idx = sample_clip_indices(300, 8, 32, fps=30, target_fps=30, clip_index=0, num_clips=1)
+    assert idx.tolist() == [0, 36, 72, 109, 145, 182, 218, 255]
+    idx = sample_clip_indices(300, 8, 32, fps=25, target_fps=30, clip_index=0, num_clips=1)  # clip 213.3 frames
+    assert idx.tolist() == [int(v) for v in np.linspace(0, 800 / 3 * 0.8 - 1, 8)]
+    with pytest.raises(ValueError, match="spacing"):
+        sample_clip_indices(300, 8, 32, spacing="even")
+
+
+def test_test_clip_positions():
+    # 100 frames, clip spans 32: delta 68
+    start = sample_clip_indices(100, 8, 4, fps=30, clip_index=0, num_clips=1, clip_position="start", spacing="stride")
+    centre = sample_clip_indices(100, 8, 4, fps=30, clip_index=0, num_clips=1, clip_position="center", spacing="stride")
+    assert start[0] == 0 and centre[0] == 34 and centre[-1] == 34 + 28
+    # 2 uniform clips
+    s = [sample_clip_indices(100, 8, 4, fps=30, clip_index=i, num_clips=2, spacing="stride")[0] for i in range(2)]
+    c = [sample_clip_indices(100, 8, 4, fps=30, clip_index=i, num_clips=2, clip_position="center", spacing="stride")[0]
+         for i in range(2)]
+    assert s == [0, 34] and c == [17, 51]
+
+
+def test_short_video_repeats_last_frame_and_window():
+    idx = sample_clip_indices(10, 8, 4, fps=30, clip_index=0, num_clips=1)
+    assert idx.tolist() == [0, 4, 8, 9, 9, 9, 9, 9]
+    assert sample_clip_indices(1, 8, 4, fps=30, clip_index=0).tolist() == [0] * 8
+    idx = sample_clip_indices(300, 4, 2, fps=30, clip_index=0, window=(100, 150), spacing="stride")
+    assert idx.tolist() == [100, 102, 104, 106]
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 2000), t=st.integers(1, 32), rate=st.integers(1, 64),
+       fps=st.sampled_from([10.0, 24.0, 25.0, 29.97, 30.0, 60.0]), seed=st.integers(0, 2**31))
+def test_random_clip_indices_properties(n, t, rate, fps, seed):
+    rng = np.random.default_rng(seed)
+    idx = sample_clip_indices(n, t, rate, fps=fps, target_fps=30, clip_index=-1, rng=rng)
+    assert len(idx) == t and idx.min() >= 0 and idx.max() <= n - 1
+    assert np.all(np.diff(idx) >= 0)
+    span = rate * fps / 30 * t
+    gap = (span - 1) / (t - 1) if t > 1 else 0.0   # pyslowfast spacing: even over the clip window
+    if n >= span + 1:  # room for the whole clip: no clamping
+        assert np.all(np.abs(np.diff(idx) - gap) <= 1)
+
+
+def test_variable_frame_rate_video(data_video_dir):
+    """VFR: frames are addressed by decode order; fps is the container's average rate."""
+    path = str(data_video_dir / "vfr.mp4")
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 255, size=(24, 32, 32, 3), dtype=np.uint8)
+    frames = np.repeat(np.repeat(frames[:, ::8, ::8], 8, 1), 8, 2)  # blocky: survives compression
+    with av.open(path, "w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width = s.height = 32
+        s.pix_fmt = "yuv420p"
+        s.codec_context.time_base = __import__("fractions").Fraction(1, 1000)
+        pts = np.cumsum([0] + [33 if i % 3 else 80 for i in range(23)])  # irregular gaps
+        for arr, p in zip(frames, pts):
+            f = av.VideoFrame.from_ndarray(arr, format="rgb24")
+            f.pts = int(p)
+            f.time_base = s.codec_context.time_base
+            for pk in s.encode(f):
+                c.mux(pk)
+        for pk in s.encode():
+            c.mux(pk)
+    ref = pyav_all_frames(path)
+    assert len(ref) == 24
+    info = probe_video(path)
+    assert info.num_frames == 24 and 10 < info.fps < 40
+    out = decode_frames(path, [0, 5, 11, 23])
+    assert [nearest_frame(f, ref)[0] for f in out] == [0, 5, 11, 23]

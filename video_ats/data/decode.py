@@ -1,0 +1,359 @@
+"""Video decoding and temporal sampling.
+
+decord is the primary backend: it is asked for exactly the frame indices a clip needs (``get_batch``)
+and resizes while decoding when a target size is given. PyAV is the fallback for files decord cannot
+open or read (e.g. an mp4 cut short after its index: PyAV decodes the frames that are there).
+
+Frame-index conventions (PySlowFast-style, see ``docs/data.md``):
+
+* a clip of ``num_frames`` frames at ``sampling_rate`` spans ``num_frames * sampling_rate`` frames
+  at ``target_fps``; in a video at ``fps`` that is ``num_frames * sampling_rate * fps / target_fps``
+  frames, and consecutive sampled frames are ``sampling_rate * fps / target_fps`` frames apart;
+* training takes a uniformly random start; testing splits the video into ``num_clips`` uniform
+  temporal clips (``clip_position="start"``: clip i starts at ``delta * i / num_clips`` — clip 0 of
+  one starts at frame 0 as in PySlowFast/TimeSformer/X-ViT; ``"center"``: clip i is centred in the
+  i-th of ``num_clips`` equal segments — one clip is the centre clip, as in MMAction2);
+* indices past the end are clamped to the last decodable frame (short videos repeat their last frame).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+logger = logging.getLogger("video_ats.data")
+
+try:  # decord is optional (no wheels on some platforms); PyAV is always there.
+    import decord
+
+    decord.bridge.set_bridge("native")
+    _HAVE_DECORD = True
+except Exception:  # pragma: no cover - depends on the platform
+    decord = None
+    _HAVE_DECORD = False
+
+import av
+
+SizeArg = Union[None, int, Tuple[int, int]]
+
+# Guard against pathological containers: a file claiming more pixels per frame than this is decoded
+# at a reduced size only (the caller always asks for a target size on the data paths).
+MAX_NATIVE_PIXELS = 8192 * 8192
+
+
+class DecodeError(RuntimeError):
+    """A video that cannot be decoded; the message is one line naming the file and the reason."""
+
+    def __init__(self, path: str, reason: str):
+        self.path = str(path)
+        self.reason = " ".join(str(reason).split())  # force one line
+        super().__init__(f"{self.path}: {self.reason}")
+
+
+@dataclass
+class VideoInfo:
+    """What the decoder knows about a file before decoding frames."""
+
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+
+
+# ----------------------------------------------------------------------------------------------
+# Temporal sampling
+# ----------------------------------------------------------------------------------------------
+
+
+def clip_stride(sampling_rate: float, fps: Optional[float], target_fps: Optional[float]) -> float:
+    """Distance in video frames between two sampled frames."""
+    if not fps or not target_fps or fps <= 0 or target_fps <= 0:
+        return float(sampling_rate)
+    return float(sampling_rate) * float(fps) / float(target_fps)
+
+
+def sample_clip_indices(
+    num_video_frames: int,
+    num_frames: int,
+    sampling_rate: float,
+    fps: Optional[float] = None,
+    target_fps: Optional[float] = 30,
+    clip_index: int = -1,
+    num_clips: int = 1,
+    clip_position: str = "start",
+    window: Optional[Tuple[int, int]] = None,
+    rng: Optional[np.random.Generator] = None,
+    spacing: str = "pyslowfast",
+) -> np.ndarray:
+    """Frame indices (int64, length ``num_frames``) of one clip.
+
+    ``clip_index=-1`` draws a random start (training, uses ``rng``); ``0 <= clip_index < num_clips``
+    picks the i-th of ``num_clips`` uniform test clips (see module docstring for ``clip_position``).
+    ``window=(first, end)`` restricts sampling to frames ``first <= i < end`` (time-based CSV rows on
+    untrimmed files). The result is clamped to ``[first, end - 1]``: a video shorter than the clip
+    repeats its last frame.
+
+    ``spacing``: ``"pyslowfast"`` (default; what the official TimeSformer/X-ViT checkpoints were trained
+    and tested with) spreads the ``num_frames`` indices evenly over the clip's window,
+    ``linspace(start, start + span - 1)`` truncated to integers (8×32 at 30 fps: 0, 36, 72, …, 255);
+    ``"stride"`` takes every ``step``-th frame exactly (0, 32, …, 224).
+    """
+    if spacing not in ("pyslowfast", "stride"):
+        raise ValueError(f"spacing must be 'pyslowfast' or 'stride', got {spacing!r}")
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if sampling_rate <= 0:
+        raise ValueError(f"sampling_rate must be > 0, got {sampling_rate}")
+    first, end = (0, int(num_video_frames)) if window is None else (int(window[0]), int(window[1]))
+    first = max(0, min(first, max(int(num_video_frames) - 1, 0)))
+    end = max(first + 1, min(end, int(num_video_frames))) if num_video_frames > 0 else first + 1
+    length = end - first
+    step = clip_stride(sampling_rate, fps, target_fps)
+    span = step * num_frames  # frames covered by the clip
+    delta = max(length - span, 0.0)
+    if clip_index < 0:
+        rng = rng if rng is not None else np.random.default_rng()
+        start = rng.uniform(0.0, delta) if delta > 0 else 0.0
+    else:
+        if not 0 <= clip_index < num_clips:
+            raise ValueError(f"clip_index {clip_index} outside [0, {num_clips})")
+        if clip_position == "start":
+            start = delta * clip_index / num_clips
+        elif clip_position == "center":
+            start = delta * (2 * clip_index + 1) / (2 * num_clips)
+        else:
+            raise ValueError(f"clip_position must be 'start' or 'center', got {clip_position!r}")
+    if spacing == "pyslowfast":
+        idx = np.linspace(start, start + span - 1, num_frames).astype(np.int64) + first
+    else:
+        idx = np.floor(start + step * np.arange(num_frames) + 1e-6).astype(np.int64) + first
+    return np.clip(idx, first, end - 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Size handling
+# ----------------------------------------------------------------------------------------------
+
+
+def target_hw(height: int, width: int, size: SizeArg) -> Tuple[int, int]:
+    """Output (H, W) for ``size``: None = native, int = short side, (H, W) = exact."""
+    if size is None:
+        return int(height), int(width)
+    if isinstance(size, (tuple, list)):
+        return int(size[0]), int(size[1])
+    s = int(size)
+    if height <= width:
+        return s, max(s, int(round(width * s / height)))
+    return max(s, int(round(height * s / width))), s
+
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise DecodeError(path, "file not found")
+    if os.path.isdir(path):
+        raise DecodeError(path, "is a directory, not a video file")
+    if os.path.getsize(path) == 0:
+        raise DecodeError(path, "empty file (0 bytes); re-download or remove it from the list")
+
+
+# ----------------------------------------------------------------------------------------------
+# PyAV
+# ----------------------------------------------------------------------------------------------
+
+
+def _probe_pyav(path: str) -> VideoInfo:
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise DecodeError(path, "no video stream in the file")
+            st = container.streams.video[0]
+            fps = float(st.average_rate or st.guessed_rate or 0) or 30.0
+            n = int(st.frames or 0)
+            if n <= 0:
+                dur = None
+                if st.duration is not None and st.time_base is not None:
+                    dur = float(st.duration * st.time_base)
+                elif container.duration:
+                    dur = container.duration / 1e6
+                n = int(round(dur * fps)) if dur else 0
+            w, h = int(st.codec_context.width), int(st.codec_context.height)
+            return VideoInfo(num_frames=n, fps=fps, width=w, height=h)
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise DecodeError(path, f"not a readable video ({type(exc).__name__}: {exc})") from None
+
+
+def _decode_pyav(path: str, indices: np.ndarray, size: SizeArg) -> torch.Tensor:
+    """Decode ``indices`` (frame numbers in decode order) with PyAV; clamps to the frames that exist."""
+    wanted = np.asarray(indices, dtype=np.int64)
+    last_needed = int(wanted.max()) if wanted.size else 0
+    needed = set(int(i) for i in wanted)
+    frames = {}
+    last = None  # (index, av.VideoFrame) of the last decoded frame, for clamping
+    out_hw = None
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise DecodeError(path, "no video stream in the file")
+            st = container.streams.video[0]
+            st.thread_type = "AUTO"
+            i = -1
+            try:
+                for frame in container.decode(st):
+                    i += 1
+                    if out_hw is None:
+                        out_hw = target_hw(frame.height, frame.width, size)
+                    if i in needed:
+                        frames[i] = frame.to_ndarray(format="rgb24", width=out_hw[1], height=out_hw[0])
+                    last = (i, frame)
+                    if i >= last_needed:
+                        break
+            except (av.error.InvalidDataError, av.error.EOFError, OSError) as exc:
+                # a truncated or damaged file: keep the frames decoded so far
+                if last is None:
+                    raise DecodeError(path, f"no decodable frame ({type(exc).__name__}: {exc})") from None
+            if last is None:
+                raise DecodeError(path, "no decodable frame in the video stream")
+            if last[0] not in frames:  # the clip runs past the end: its tail repeats the last frame
+                frames[last[0]] = last[1].to_ndarray(format="rgb24", width=out_hw[1], height=out_hw[0])
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise DecodeError(path, f"not a readable video ({type(exc).__name__}: {exc})") from None
+    if not frames:
+        raise DecodeError(path, "no decodable frame in the video stream")
+    have = np.array(sorted(frames))
+    # clamp every wanted index to the last frame at or before it (frames past the end -> last frame)
+    pos = np.searchsorted(have, wanted, side="right") - 1
+    pos = np.clip(pos, 0, len(have) - 1)
+    stacked = np.stack([frames[int(k)] for k in have])
+    return torch.from_numpy(stacked[pos])
+
+
+def _pyav_num_decodable(path: str) -> int:
+    n = 0
+    try:
+        with av.open(path) as container:
+            st = container.streams.video[0]
+            try:
+                for _ in container.decode(st):
+                    n += 1
+            except (av.error.InvalidDataError, av.error.EOFError, OSError):
+                pass
+    except Exception:
+        return n
+    return n
+
+
+# ----------------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------------
+
+
+class VideoReader:
+    """One opened video: decord when it can read the file, PyAV otherwise.
+
+    ``size`` (None / short side / (H, W)) is applied while decoding. ``info`` holds the frame count
+    (what the decoder reports as decodable), the average frame rate and the *native* size.
+    """
+
+    def __init__(self, path: str, size: SizeArg = None, num_threads: int = 1):
+        self.path = str(path)
+        _check_file(self.path)
+        self.size = size
+        self._vr = None
+        self.backend = "pyav"
+        self._decord_error = None
+        native = None
+        if _HAVE_DECORD:
+            try:
+                native = self._open_decord(num_threads)
+            except DecodeError:
+                raise
+            except Exception as exc:  # decord cannot open it: try PyAV
+                self._decord_error = f"{type(exc).__name__}: {exc}"
+                self._vr = None
+        if self._vr is None:
+            info = _probe_pyav(self.path)
+            if info.num_frames <= 0:
+                info.num_frames = _pyav_num_decodable(self.path)
+            if info.num_frames <= 0:
+                raise DecodeError(self.path, "no decodable frame in the video stream")
+            self.info = info
+            logger.debug("%s: decord could not open it (%s); using PyAV", self.path, self._decord_error)
+        else:
+            self.info = native
+
+    def _open_decord(self, num_threads: int) -> VideoInfo:
+        # decord needs the output size at construction; the native size comes from the container
+        # header (cheap) so the frame data is scaled once, inside the decoder.
+        w = h = -1
+        probe = None
+        if self.size is not None:
+            probe = _probe_pyav(self.path)
+            h, w = target_hw(probe.height, probe.width, self.size)
+        self._vr = decord.VideoReader(
+            self.path, ctx=decord.cpu(0), width=w, height=h, num_threads=num_threads
+        )
+        n = len(self._vr)
+        if n <= 0:
+            raise RuntimeError("decord reports 0 frames")
+        fps = float(self._vr.get_avg_fps() or 0) or (probe.fps if probe else 30.0)
+        if probe is None:
+            shape = self._vr[0].shape  # (H, W, 3); cheap for the first frame
+            self._vr.seek(0)
+            height, width = int(shape[0]), int(shape[1])
+        else:
+            height, width = probe.height, probe.width
+        return VideoInfo(num_frames=n, fps=fps, width=width, height=height)
+
+    def get_frames(self, indices: Sequence[int]) -> torch.Tensor:
+        """uint8 tensor (T, H, W, 3) of the given frame indices (clamped to the decodable range)."""
+        idx = np.clip(np.asarray(indices, dtype=np.int64), 0, max(self.info.num_frames - 1, 0))
+        if self._vr is not None:
+            uniq, inverse = np.unique(idx, return_inverse=True)
+            try:
+                batch = self._vr.get_batch(uniq.tolist()).asnumpy()
+                self._vr.seek(0)  # releases decoder buffers (memory growth across calls otherwise)
+                return torch.from_numpy(batch[inverse.reshape(-1)])
+            except Exception as exc:  # e.g. over-reported frame count or a damaged packet
+                self._decord_error = f"{type(exc).__name__}: {exc}"
+                logger.debug("%s: decord get_batch failed (%s); using PyAV", self.path, exc)
+                self._vr = None
+        return _decode_pyav(self.path, idx, self.size)
+
+    def close(self) -> None:
+        self._vr = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def probe_video(path: str) -> VideoInfo:
+    """Frame count, average fps and native size of a video (raises :class:`DecodeError`)."""
+    with VideoReader(path) as r:
+        return r.info
+
+
+def decode_frames(path: str, indices: Sequence[int], size: SizeArg = None) -> torch.Tensor:
+    """Decode the given frame indices of ``path`` as a uint8 tensor (T, H, W, 3).
+
+    ``size``: None (native), an int (short side, aspect kept) or (H, W). Indices past the end are
+    clamped to the last decodable frame. decord first; PyAV if decord cannot open or read the file.
+    Raises :class:`DecodeError` with a one-line reason when neither can.
+    """
+    try:
+        with VideoReader(path, size=size) as r:
+            return r.get_frames(indices)
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise DecodeError(path, f"{type(exc).__name__}: {exc}") from None

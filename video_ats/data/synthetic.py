@@ -1,0 +1,306 @@
+"""Synthetic Kinetics-format dataset: real H.264 videos of a moving shape over a moving texture.
+
+Each class is a (shape, motion) pair. Motions come in time-reversed pairs (right/left, down/up,
+grow/shrink, clockwise/counter-clockwise), so a model that ignores frame order cannot separate them.
+The output mirrors a downloaded Kinetics split::
+
+    OUT/
+      classes.txt                    one class name per line, sorted (line i = label i)
+      kinetics_train.csv             label,youtube_id,time_start,time_end,split
+      kinetics_val.csv
+      train.txt, val.txt             "relative/path.mp4 label" lists (relative to OUT)
+      train/<class_name_with_underscores>/<id>_<start:06d>_<end:06d>.mp4   (per-class folders)
+      val/<id>_<start:06d>_<end:06d>.mp4                                  (flat)
+
+Everything is a deterministic function of ``seed`` (every video has its own seed derived from
+(seed, split, class, index), and x264 runs single-threaded), so two runs produce identical files.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..errors import UserError
+
+SHAPES = ("square", "disk", "triangle", "cross")
+MOTIONS = ("right", "left", "down", "up", "grow", "shrink", "clockwise", "counterclockwise")
+MAX_CLASSES = len(SHAPES) * len(MOTIONS)
+
+DEFAULT_CLASSES = 8
+DEFAULT_VIDEOS_PER_CLASS = 40
+DEFAULT_SIZE = (128, 96)  # (W, H)
+DEFAULT_SECONDS = 2.0
+DEFAULT_FPS = 30
+DEFAULT_VAL_FRACTION = 0.25
+_ID_ALPHABET = np.array(list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"))
+
+
+def class_definitions(num_classes: int) -> List[Tuple[str, str]]:
+    """The first ``num_classes`` (shape, motion) pairs.
+
+    Class k uses motion ``k % 8`` and shape ``(k + 9 * (k // 8)) % 4`` (all 32 pairs distinct),
+    so any prefix covers as many motions as possible and time-reversed pairs sit next to each other.
+    """
+    if not 1 <= num_classes <= MAX_CLASSES:
+        raise UserError(f"--classes must be between 1 and {MAX_CLASSES}, got {num_classes}")
+    m, s = len(MOTIONS), len(SHAPES)
+    return [(SHAPES[(k + (m + 1) * (k // m)) % s], MOTIONS[k % m]) for k in range(num_classes)]
+
+
+def class_name(shape: str, motion: str) -> str:
+    if motion in ("grow", "shrink"):
+        return f"{shape} {motion}ing" if motion == "shrink" else f"{shape} growing"
+    if motion in ("clockwise", "counterclockwise"):
+        return f"{shape} circling {motion}"
+    return f"{shape} moving {motion}"
+
+
+def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A low-contrast, smooth colour texture (H, W, 3) float32 in [0, 255], periodic for rolling."""
+    coarse = rng.uniform(0, 1, size=(max(h // 8, 2), max(w // 8, 2), 3)).astype(np.float32)
+    # upsample by repetition then box-blur with periodic boundary (vectorised)
+    tex = np.repeat(np.repeat(coarse, 8, axis=0), 8, axis=1)[:h, :w]
+    if tex.shape[0] < h or tex.shape[1] < w:
+        tex = np.pad(tex, ((0, h - tex.shape[0]), (0, w - tex.shape[1]), (0, 0)), mode="wrap")
+    for axis in (0, 1):
+        tex = sum(np.roll(tex, k, axis=axis) for k in range(-4, 5)) / 9.0
+    base = rng.uniform(60, 120, size=3).astype(np.float32)
+    return base + (tex - 0.5) * 50.0
+
+
+def _shape_mask(shape: str, xx, yy, cx, cy, r):
+    """Boolean masks (T, H, W) for a shape of half-size r (T,1,1) centred at (cx, cy) (T,1,1)."""
+    dx, dy = xx - cx, yy - cy
+    if shape == "square":
+        return (np.abs(dx) <= r) & (np.abs(dy) <= r)
+    if shape == "disk":
+        return dx * dx + dy * dy <= r * r
+    if shape == "triangle":  # apex up
+        return (dy <= r) & (dy >= -r) & (np.abs(dx) <= (dy + r) * 0.5 + 0.5)
+    if shape == "cross":
+        arm = np.maximum(r * 0.35, 1.0)
+        return ((np.abs(dx) <= r) & (np.abs(dy) <= arm)) | ((np.abs(dy) <= r) & (np.abs(dx) <= arm))
+    raise ValueError(shape)
+
+
+def iter_video_chunks(shape: str, motion: str, width: int, height: int, num_frames: int, seed,
+                      chunk: int = 32):
+    """Yield uint8 arrays (t, H, W, 3), ``chunk`` frames at a time (bounded memory for long videos):
+    one shape following ``motion`` over a drifting texture. Deterministic for ``seed``."""
+    rng = np.random.default_rng(seed)
+    T, H, W = num_frames, height, width
+    S = min(H, W)
+    r0 = S * rng.uniform(0.10, 0.14)
+    cx0, cy0 = W / 2 + rng.uniform(-0.08, 0.08) * W, H / 2 + rng.uniform(-0.08, 0.08) * H
+    theta0 = rng.uniform(0, 2 * np.pi)
+    tex = _texture(rng, H, W)
+    drift = rng.uniform(-1.0, 1.0, size=2) * 0.5  # pixels per frame: a mild camera pan
+    hue = int(rng.integers(0, 3))
+    color = np.empty(3, dtype=np.float32)
+    color[hue] = 255.0
+    color[(hue + 1) % 3] = rng.uniform(0, 60)
+    color[(hue + 2) % 3] = rng.uniform(200, 255)
+    # sensor noise: a small bank of noise frames, cycled (cheap for long videos)
+    noise = rng.standard_normal((min(7, T), H, W, 3), dtype=np.float32) * 3.0
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    for f0 in range(0, T, chunk):
+        fr = np.arange(f0, min(f0 + chunk, T))
+        t = (fr.astype(np.float32) / max(T - 1, 1))[:, None, None]  # 0..1 over the video
+        r = np.full_like(t, r0)
+        if motion in ("right", "left"):
+            sgn = 1 if motion == "right" else -1
+            cx, cy = cx0 + sgn * (t - 0.5) * 0.6 * W, np.full_like(t, cy0)
+        elif motion in ("down", "up"):
+            sgn = 1 if motion == "down" else -1
+            cx, cy = np.full_like(t, cx0), cy0 + sgn * (t - 0.5) * 0.6 * H
+        elif motion in ("grow", "shrink"):
+            cx, cy = np.full_like(t, W / 2), np.full_like(t, H / 2)
+            lo, hi = S * 0.06, S * 0.32
+            r = lo + (hi - lo) * (t if motion == "grow" else 1 - t)
+        else:  # circling; image y points down, so +angle is clockwise on screen
+            sgn = 1 if motion == "clockwise" else -1
+            ang = theta0 + sgn * 1.5 * np.pi * t
+            cx, cy = W / 2 + 0.28 * S * np.cos(ang), H / 2 + 0.28 * S * np.sin(ang)
+        mask = _shape_mask(shape, xx[None], yy[None], cx, cy, r)  # (t, H, W)
+        shifts = np.round(fr[:, None] * drift[None, :]).astype(int)
+        rows = (np.arange(H)[None, :] - shifts[:, 0:1]) % H  # (t, H): rolled texture rows
+        cols = (np.arange(W)[None, :] - shifts[:, 1:2]) % W  # (t, W)
+        frames = tex[rows[:, :, None], cols[:, None, :]]  # (t, H, W, 3)
+        frames[mask] = color
+        frames += noise[fr % len(noise)]
+        yield np.clip(frames, 0, 255).astype(np.uint8)
+
+
+def render_video(shape: str, motion: str, width: int, height: int, num_frames: int, seed) -> np.ndarray:
+    """uint8 array (T, H, W, 3) of a whole synthetic video (see :func:`iter_video_chunks`)."""
+    return np.concatenate(list(iter_video_chunks(shape, motion, width, height, num_frames, seed)))
+
+
+def rgb_to_yuv420(rgb: np.ndarray):
+    """uint8 (T, H, W, 3) RGB -> (Y (T, H, W), U, V (T, H/2, W/2)) uint8, BT.601 limited range.
+
+    Done here rather than by libswscale: its SIMD paths read the padding of the input lines, which
+    made the encoded bytes depend on uninitialised memory.
+    """
+    x = rgb.astype(np.float32)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0
+    u = 128.0 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255.0
+    v = 128.0 + (112.0 * r - 93.786 * g - 18.214 * b) / 255.0
+    T, H, W = y.shape
+
+    def sub(c):  # 2x2 average
+        return c.reshape(T, H // 2, 2, W // 2, 2).mean(axis=(2, 4))
+
+    return tuple(np.clip(np.round(c), 0, 255).astype(np.uint8) for c in (y, sub(u), sub(v)))
+
+
+def _yuv_frame(width: int, height: int, planes):
+    import av
+
+    frame = av.VideoFrame(width, height, "yuv420p")
+    for plane, data in zip(frame.planes, planes):
+        buf = np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)
+        buf[:, : plane.width] = data
+        buf[:, plane.width:] = data[:, -1:]  # defined padding (edge copy)
+    return frame
+
+
+def write_video(path: str, frames, fps: int = DEFAULT_FPS, crf: int = 20, gop: Optional[int] = None) -> None:
+    """Encode uint8 frames as H.264 mp4 (yuv420p, single-threaded x264: deterministic).
+
+    ``frames``: an array (T, H, W, 3) or an iterable of such arrays (chunks). ``gop``: keyframe
+    interval in frames (default: one second)."""
+    import av
+
+    chunks = [frames] if isinstance(frames, np.ndarray) else frames
+    it = iter(chunks)
+    first = next(it)
+    H, W = first.shape[1:3]
+    if W % 2 or H % 2:
+        raise ValueError(f"H.264/yuv420p needs even sizes, got {W}x{H}")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with av.open(path, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=int(fps))
+        stream.width, stream.height = W, H
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.thread_count = 1
+        # Reproducible bytes: single-threaded x264, and no rate-control lookahead -- on small
+        # frames x264's lookahead (asm paths) gave different bytes from run to run in one process.
+        stream.options = {"crf": str(crf), "preset": "veryfast", "g": str(int(gop or fps)),
+                          "x264-params": "threads=1:lookahead-threads=1:rc-lookahead=0:mbtree=0"}
+        pts = 0
+        for part in itertools.chain([first], it):
+            planes = rgb_to_yuv420(part)
+            for k in range(len(part)):
+                frame = _yuv_frame(W, H, [p[k] for p in planes])
+                frame.pts = pts
+                pts += 1
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _youtube_like_id(rng: np.random.Generator) -> str:
+    return "".join(_ID_ALPHABET[rng.integers(0, len(_ID_ALPHABET), size=11)])
+
+
+def _job(args):
+    path, shape, motion, w, h, n, fps, seed, gop = args
+    write_video(path, iter_video_chunks(shape, motion, w, h, n, seed), fps=fps, gop=gop)
+    return path
+
+
+def make_synthetic(
+    out_dir: str,
+    classes: int = DEFAULT_CLASSES,
+    videos_per_class: int = DEFAULT_VIDEOS_PER_CLASS,
+    size: Tuple[int, int] = DEFAULT_SIZE,
+    seconds: float = DEFAULT_SECONDS,
+    fps: int = DEFAULT_FPS,
+    seed: int = 0,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    workers: Optional[int] = None,
+    gop: Optional[int] = None,
+) -> Dict[str, str]:
+    """Write a synthetic Kinetics-format dataset under ``out_dir``; returns the paths written.
+
+    Keys: ``root``, ``classes`` (class-name file), ``train_csv``, ``val_csv``, ``train_list``,
+    ``val_list``, ``label_map_json``. ``size`` is (W, H), both even. ``videos_per_class`` videos per
+    class, of which ``round(val_fraction * videos_per_class)`` (at least 1 when there are 2 or more)
+    go to val. ``workers`` processes encode in parallel (default: CPU count, at most 8). ``gop``:
+    keyframe interval in frames (default ``fps``, one second).
+    """
+    w, h = int(size[0]), int(size[1])
+    if w < 16 or h < 16 or w % 2 or h % 2:
+        raise UserError(f"size must be even and at least 16x16 (W x H), got {w}x{h}")
+    if videos_per_class < 1:
+        raise UserError(f"videos per class must be >= 1, got {videos_per_class}")
+    if not 0 <= val_fraction < 1:
+        raise UserError(f"val fraction must be in [0, 1), got {val_fraction}")
+    if fps < 1:
+        raise UserError(f"fps must be >= 1, got {fps}")
+    num_frames = int(round(seconds * fps))
+    if num_frames < 2:
+        raise UserError(f"seconds x fps must give at least 2 frames, got {seconds} s at {fps} fps")
+    defs = class_definitions(int(classes))
+    names = [class_name(s, m) for s, m in defs]
+    order = sorted(range(len(names)), key=lambda k: names[k])  # label = position in sorted names
+    label_of = {names[k]: i for i, k in enumerate(order)}
+    n_val = int(round(val_fraction * videos_per_class))
+    if videos_per_class >= 2 and val_fraction > 0:
+        n_val = min(max(n_val, 1), videos_per_class - 1)
+
+    os.makedirs(out_dir, exist_ok=True)
+    rows = {"train": [], "val": []}
+    jobs = []
+    for k, (shape, motion) in enumerate(defs):
+        name = names[k]
+        for j in range(videos_per_class):
+            split = "val" if j >= videos_per_class - n_val else "train"
+            ss = np.random.SeedSequence([int(seed), k, j])
+            rng = np.random.default_rng(ss)
+            yid = _youtube_like_id(rng)
+            start = int(rng.integers(0, 300))
+            end = start + int(np.ceil(seconds))
+            fname = f"{yid}_{start:06d}_{end:06d}.mp4"
+            rel = os.path.join(split, name.replace(" ", "_"), fname) if split == "train" else os.path.join(split, fname)
+            rows[split].append((name, yid, start, end, split, rel))
+            jobs.append((os.path.join(out_dir, rel), shape, motion, w, h, num_frames, int(fps),
+                         ss.spawn(1)[0], gop))
+    nw = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    if nw > 1 and len(jobs) > 4:
+        with ProcessPoolExecutor(max_workers=nw) as ex:
+            list(ex.map(_job, jobs, chunksize=max(1, len(jobs) // (nw * 8))))
+    else:
+        for job in jobs:
+            _job(job)
+
+    paths = {"root": os.path.abspath(out_dir)}
+    with open(os.path.join(out_dir, "classes.txt"), "w") as f:
+        f.write("".join(names[k] + "\n" for k in order))
+    paths["classes"] = os.path.join(paths["root"], "classes.txt")
+    with open(os.path.join(out_dir, "label_map.json"), "w") as f:
+        json.dump(label_of, f, indent=1, sort_keys=True)
+    paths["label_map_json"] = os.path.join(paths["root"], "label_map.json")
+    for split in ("train", "val"):
+        csv_path = os.path.join(out_dir, f"kinetics_{split}.csv")
+        with open(csv_path, "w", newline="") as f:
+            wr = csv.writer(f)
+            wr.writerow(["label", "youtube_id", "time_start", "time_end", "split"])
+            for name, yid, start, end, sp, _ in rows[split]:
+                wr.writerow([name, yid, start, end, sp])
+        list_path = os.path.join(out_dir, f"{split}.txt")
+        with open(list_path, "w") as f:
+            for name, *_, rel in rows[split]:
+                f.write(f"{rel} {label_of[name]}\n")
+        paths[f"{split}_csv"] = os.path.abspath(csv_path)
+        paths[f"{split}_list"] = os.path.abspath(list_path)
+    return paths

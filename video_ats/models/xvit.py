@@ -1,0 +1,515 @@
+"""X-ViT (Bulat et al., NeurIPS 2021, "Space-time Mixing Attention for Video Transformer"), and ATS inside it.
+
+Faithful to the official model (1adrianb/video-transformers, XVIT backbone + "vit" consensus head):
+
+* the clip is a (B·T) batch of frames (row b·T + t) through a per-frame ViT: Conv2d patch embedding,
+  one CLS per frame, position embedding stored for the 224/p grid and resized bicubically
+  (align_corners=False, CLS row untouched) for other crops;
+* ``temp_embed`` (1, F, 1, D) is added to every token of frame t, CLS included, as ``temp_embed[t mod F]``
+  (the released models use F = 8 with 16 frames);
+* in every block, k and v (never q) are shifted TSM-style inside groups of ``num_segments`` consecutive
+  frames over the flat (head·head_dim) channel index: channels [0, fold) of frame s come from s+1,
+  [fold, 2·fold) from s−1, zeros past the group ends, fold = D // shift_div; all tokens incl. CLS;
+* final LayerNorm, per-frame CLS → (B, T, D) → temporal head: its own CLS, ``head_depth`` blocks with
+  qkv_bias=False and LayerNorm eps 1e-5, no position embedding, then LayerNorm → Linear → GELU →
+  Dropout → Linear. Module names mirror the official ones, so official checkpoints load by a prefix
+  rename (``base_model.`` → ``""``, ``consensus.`` → ``head.``; see :meth:`XViT.adapt_state_dict`).
+
+With ATS (see docs/xvit.md) each clip keeps a subset of its space-time tokens; per-frame CLS tokens
+always stay. Before the first ATS block the model runs on the official (B·T, 1+P, D) layout, where the
+shift is a slice copy. From the ATS block on, the state is one packed matrix of rows
+``[kept tokens of the batch in (clip, t, p) order; the B·T frame CLS tokens]`` on which every linear
+layer runs; attention pads per frame (:meth:`TokenSet.groups`). The k/v shift of a kept token at
+(t, p) gathers the rows of (t±1, p), precomputed once per token set; a *dropped* neighbour
+contributes zeros — exactly what a frame at a group end receives from its missing neighbour, so the
+model has seen it in training, and dropped tokens cost nothing afterwards.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..ats import ATSConfig
+from ..checkpoint import resize_grid_embedding, strip_prefix
+from ..errors import UserError
+from ..flops import FlopMeter
+from ..tokens import TokenSet
+from .layers import Attention, Mlp, attention_row, merge_heads, split_heads
+from .registry import preset
+from .sampling import select_tokens
+
+XVIT_MEAN = (0.5, 0.5, 0.5)
+XVIT_STD = (0.5, 0.5, 0.5)
+POS_EMBED_SIZE = 224          # the official model stores its position embedding for 224 crops
+
+
+# -- temporal channel shift ---------------------------------------------------------------------------
+
+def shift_kv_dense(qkv: torch.Tensor, segments: int, fold: int) -> torch.Tensor:
+    """Shift the k and v channels of a (B·T, L, 3·D) qkv tensor across frames (rows b·T + t).
+
+    Inside each group of ``segments`` consecutive frames: channels [0, fold) of frame s come from
+    frame s+1, [fold, 2·fold) from frame s−1, zeros past the group ends; q and all other channels are
+    unchanged. Done in place on the fresh qkv (the qkv Linear does not keep its output for backward),
+    so only the 4·fold shifted channels are copied.
+    """
+    bt, length, c3 = qkv.shape
+    if bt % segments:
+        raise ValueError(f"{bt} frames do not split into groups of num_segments={segments}")
+    if fold == 0 or segments == 1:
+        return qkv
+    d = c3 // 3
+    x = qkv.view(bt // segments, segments, length, 3, d)
+    from_next = x[:, 1:, :, 1:, :fold].clone()
+    from_prev = x[:, :-1, :, 1:, fold:2 * fold].clone()
+    x[:, :-1, :, 1:, :fold] = from_next
+    x[:, -1, :, 1:, :fold] = 0
+    x[:, 1:, :, 1:, fold:2 * fold] = from_prev
+    x[:, 0, :, 1:, fold:2 * fold] = 0
+    return qkv
+
+
+@dataclass
+class PackedLayout:
+    """Everything the packed blocks need about a token set, computed once per set (it changes only at
+    ATS blocks). Rows are ``[ts tokens (M); frame CLS tokens (B·T, row b·T + t)]``."""
+    ts: TokenSet
+    next_row: torch.Tensor        # (R,) row of the (t+1, p) neighbour in the same group (clamped to 0)
+    prev_row: torch.Tensor        # (R,) row of the (t−1, p) neighbour
+    has_next: torch.Tensor        # (R, 1, 1) 1.0 where that neighbour exists (kept, same group), else 0.0
+    has_prev: torch.Tensor
+    frame: torch.Tensor           # (R,) frame id b·T + t of each row (stochastic depth is per frame)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.ts.clip.numel()
+
+    @classmethod
+    def build(cls, ts: TokenSet, segments: int) -> "PackedLayout":
+        t_ = ts.grid[0]
+        b = ts.batch_size
+        m = ts.clip.numel()
+        dev = ts.clip.device
+        # token neighbours: one lookup table for both directions; -1 where dropped or outside [0, T)
+        both = ts.index_of(torch.cat([ts.clip, ts.clip]), torch.cat([ts.t + 1, ts.t - 1]),
+                           torch.cat([ts.p, ts.p]))
+        nxt, prv = both[:m], both[m:]
+        pos = ts.t % segments
+        nxt = torch.where(pos != segments - 1, nxt, -1)                 # never across a group end
+        prv = torch.where(pos != 0, prv, -1)
+        # frame CLS rows: always present, neighbours are the adjacent CLS rows of the same group
+        r = torch.arange(b * t_, device=dev)
+        cpos = (r % t_) % segments
+        cnxt = torch.where(cpos != segments - 1, m + r + 1, -1)
+        cprv = torch.where(cpos != 0, m + r - 1, -1)
+        nxt, prv = torch.cat([nxt, cnxt]), torch.cat([prv, cprv])
+        frame = torch.cat([ts.clip * t_ + ts.t, r])
+        dtype = ts.x.dtype
+        return cls(ts, nxt.clamp(min=0), prv.clamp(min=0), (nxt >= 0).to(dtype).view(-1, 1, 1),
+                   (prv >= 0).to(dtype).view(-1, 1, 1), frame)
+
+
+def shift_kv_packed(qkv: torch.Tensor, layout: PackedLayout, fold: int) -> torch.Tensor:
+    """:func:`shift_kv_dense` for packed rows (R, 3·D), in place: gathers of the neighbours' k/v channels,
+    zeros where the neighbour was dropped by ATS or lies past the end of the shift group."""
+    if fold == 0:
+        return qkv
+    r, c3 = qkv.shape
+    d = c3 // 3
+    kv = qkv.view(r, 3, d)[:, 1:]
+    from_next = kv[:, :, :fold].index_select(0, layout.next_row)
+    from_prev = kv[:, :, fold:2 * fold].index_select(0, layout.prev_row)
+    dst = qkv.view(r, 3, d)
+    dst[:, 1:, :fold] = from_next.mul_(layout.has_next)
+    dst[:, 1:, fold:2 * fold] = from_prev.mul_(layout.has_prev)
+    return qkv
+
+
+def _drop_path(x: torch.Tensor, group: torch.Tensor, num_groups: int, p: float, training: bool) -> torch.Tensor:
+    """Stochastic depth per frame (the official backbone sees a (B·T) batch, so timm's DropPath draws
+    one decision per frame); ``group`` gives each leading row of ``x`` its frame."""
+    if p == 0.0 or not training:
+        return x
+    keep = x.new_empty(num_groups).bernoulli_(1 - p) / (1 - p)
+    return x * keep[group].view(-1, *([1] * (x.dim() - 1)))
+
+
+# -- blocks -------------------------------------------------------------------------------------------
+
+class SpaceTimeMixingBlock(nn.Module):
+    """Pre-norm ViT block whose per-frame attention reads k/v channels shifted from the neighbouring
+    frames (the official names: norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, drop)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+        self.drop_path = drop_path
+
+    def _meter_rows(self, meter: FlopMeter, rows, d: int) -> None:
+        meter.layer_norm(rows, d)
+        meter.linear(rows, self.attn.qkv)
+
+    def _meter_tail(self, meter: FlopMeter, rows, d: int) -> None:
+        meter.linear(rows, self.attn.proj)
+        meter.layer_norm(rows, d)
+        meter.linear(rows, self.mlp.fc1)
+        meter.linear(rows, self.mlp.fc2)
+
+    # Dense: the official layout, (B·T, 1 + P, D) with each frame's CLS in slot 0.
+    def forward_dense(self, x: torch.Tensor, segments: int, fold: int, meter: Optional[FlopMeter] = None,
+                      frames_per_clip: int = 1) -> torch.Tensor:
+        bt, length, d = x.shape
+        qkv = shift_kv_dense(self.attn.qkv(self.norm1(x)), segments, fold)
+        q, k, v = split_heads(qkv, self.attn.num_heads)
+        o = merge_heads(self.attn.attend(q, k, v))
+        frame = torch.arange(bt, device=x.device)
+        x = x + _drop_path(self.attn.project(o), frame, bt, self.drop_path, self.training)
+        x = x + _drop_path(self.mlp(self.norm2(x)), frame, bt, self.drop_path, self.training)
+        if meter is not None:
+            rows = frames_per_clip * length
+            self._meter_rows(meter, rows, d)
+            meter.attention(frames_per_clip * length * length, d)
+            self._meter_tail(meter, rows, d)
+        return x
+
+    # ATS on a dense input (the first ATS block): attention as in the dense path, outputs only for the
+    # CLS + kept queries; returns the packed result.
+    def forward_dense_ats(self, x: torch.Tensor, batch_size: int, grid: Tuple[int, int, int], segments: int,
+                          fold: int, ats: ATSConfig, index: int, meter: Optional[FlopMeter] = None):
+        bt, length, d = x.shape
+        qkv = shift_kv_dense(self.attn.qkv(self.norm1(x)), segments, fold)
+        q, k, v = split_heads(qkv, self.attn.num_heads)
+        ts = TokenSet.from_grid(x[:, 1:], x[:, 0].view(batch_size, bt // batch_size, d), grid)
+        if meter is not None:
+            rows = (bt // batch_size) * length
+            self._meter_rows(meter, rows, d)
+        return self._ats_output(ts, q, k, v, None, ts.x, x[:, 0], qkv[:, 1:, :d].reshape(-1, d),
+                                qkv[:, 0, :d], ats, index, meter)
+
+    # Packed: rows [kept tokens; frame CLS] after an ATS block; attention pads per frame.
+    def forward_packed(self, rows: torch.Tensor, layout: PackedLayout, fold: int,
+                       ats: Optional[ATSConfig] = None, index: int = -1, meter: Optional[FlopMeter] = None):
+        ts, m = layout.ts, layout.num_tokens
+        b, t = ts.batch_size, ts.grid[0]
+        d = rows.shape[-1]
+        heads = self.attn.num_heads
+        qkv = shift_kv_packed(self.attn.qkv(self.norm1(rows)), layout, fold)
+        frames = ts.groups("frame", lead=1)
+        q, k, v = split_heads(frames.pad(qkv[:m], qkv[m:].view(b * t, 1, 3 * d)), heads)
+        key_mask = frames.key_mask()
+        if meter is not None:
+            self._meter_rows(meter, ts.num_tokens + t, d)
+        if ats is not None:
+            return self._ats_output(ts, q, k, v, key_mask, rows[:m], rows[m:], qkv[:m, :d], qkv[m:, :d],
+                                    ats, index, meter)
+        o = merge_heads(self.attn.attend(q, k, v, key_mask))                        # (B·T, L, D)
+        o = torch.cat([frames.unpad(o), o[:, 0]], dim=0)
+        rows = rows + _drop_path(self.attn.project(o), layout.frame, b * t, self.drop_path, self.training)
+        rows = rows + _drop_path(self.mlp(self.norm2(rows)), layout.frame, b * t, self.drop_path, self.training)
+        if meter is not None:
+            meter.attention(frames.pairs_per_clip(b), d)
+            self._meter_tail(meter, ts.num_tokens + t, d)
+        return ts.replace(rows[:m], cls=rows[m:].view(b, t, d)), rows
+
+    def _ats_output(self, ts: TokenSet, q, k, v, key_mask, x_tok, x_cls, q_tok, q_cls, ats: ATSConfig,
+                    index: int, meter: Optional[FlopMeter]):
+        """Score tokens from each frame's CLS row (normalised over the clip), keep a subset per clip,
+        compute the attention output only for the frame CLS + kept queries (rows of the same attention
+        matrix; the keys are all tokens that entered the block), then proj/MLP on the kept rows."""
+        b, t = ts.batch_size, ts.grid[0]
+        d = x_tok.shape[-1]
+        heads = self.attn.num_heads
+        frames = ts.groups("frame", lead=1)
+        cls_attn = attention_row(q[:, :, 0], k, key_mask)
+        kept = select_tokens(ts, frames, cls_attn, v, ats, index)
+        idx = kept.nonzero().squeeze(1)                                   # the one host sync here
+        out_ts = TokenSet(x_tok.index_select(0, idx), ts.cls, ts.clip[idx], ts.t[idx], ts.p[idx], ts.grid,
+                          dense=ts.dense and idx.numel() == ts.clip.numel())
+        out_frames = out_ts.groups("frame", lead=1)
+        qo = out_frames.pad(q_tok.index_select(0, idx), q_cls.reshape(b * t, 1, d))
+        qo = qo.view(b * t, -1, heads, d // heads).transpose(1, 2)
+        o = merge_heads(self.attn.attend(qo, k, v, key_mask))                      # (B·T, Lq, D)
+        o = torch.cat([out_frames.unpad(o), o[:, 0]], dim=0)
+        frame = torch.cat([out_ts.clip * t + out_ts.t, torch.arange(b * t, device=o.device)])
+        rows = torch.cat([out_ts.x, x_cls.reshape(b * t, d)], dim=0)
+        rows = rows + _drop_path(self.attn.project(o), frame, b * t, self.drop_path, self.training)
+        rows = rows + _drop_path(self.mlp(self.norm2(rows)), frame, b * t, self.drop_path, self.training)
+        m_out = idx.numel()
+        if meter is not None:
+            meter.add(_row_pairs(frames, b) * d)                             # the extra CLS-row logits
+            meter.attention(out_frames.pairs_per_clip(b, keys=frames), d)
+            self._meter_tail(meter, out_ts.num_tokens + t, d)
+        return out_ts.replace(rows[:m_out], cls=rows[m_out:].view(b, t, d)), rows
+
+
+def _row_pairs(frames, batch_size: int) -> torch.Tensor:
+    """(clip,) key slots seen by the CLS-row logits of an ATS block: Σ_frames (1 + n_frame)."""
+    out = torch.zeros(batch_size, dtype=torch.float64, device=frames.sizes.device)
+    return out.index_add_(0, frames.clip, (frames.sizes + frames.lead).double())
+
+
+class HeadBlock(nn.Module):
+    """The temporal head's transformer block (timm-0.4 Block: qkv_bias=False, nn.LayerNorm eps 1e-5)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop: float = 0.0,
+                 attn_drop: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-5)
+        self.attn = Attention(dim, num_heads, qkv_bias=False, attn_drop=attn_drop, proj_drop=drop)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-5)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+
+    def forward(self, x: torch.Tensor, meter: Optional[FlopMeter] = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        x = x + self.mlp(self.norm2(x))
+        if meter is not None:
+            n, d = x.shape[1], x.shape[2]
+            meter.layer_norm(n, d)
+            meter.linear(n, self.attn.qkv)
+            meter.attention(n * n, d)
+            meter.linear(n, self.attn.proj)
+            meter.layer_norm(n, d)
+            meter.linear(n, self.mlp.fc1)
+            meter.linear(n, self.mlp.fc2)
+        return x
+
+
+class TemporalHead(nn.Module):
+    """The official "vit" consensus: own CLS + the T frame features → blocks → CLS → MLP head."""
+
+    def __init__(self, dim: int, num_classes: int, depth: int = 1, num_heads: int = 12, mlp_dim: int = 768,
+                 mlp_ratio: float = 4.0, drop_rate: float = 0.5):
+        super().__init__()
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.temporal_encoder = nn.Sequential(*[HeadBlock(dim, num_heads, mlp_ratio) for _ in range(depth)])
+        self.mlp_head = nn.Sequential(nn.LayerNorm(dim, eps=1e-5), nn.Linear(dim, mlp_dim), nn.GELU(),
+                                      nn.Dropout(drop_rate), nn.Linear(mlp_dim, num_classes))
+
+    def forward(self, feats: torch.Tensor, meter: Optional[FlopMeter] = None) -> torch.Tensor:
+        """(B, T, D) frame features -> (B, num_classes)."""
+        x = torch.cat([self.cls_token.expand(feats.shape[0], -1, -1), feats], dim=1)
+        for blk in self.temporal_encoder:
+            x = blk(x, meter)
+        if meter is not None:
+            meter.layer_norm(1, x.shape[-1])
+            meter.linear(1, self.mlp_head[1])
+            meter.linear(1, self.mlp_head[4])
+        return self.mlp_head(x[:, 0])
+
+
+# -- the model ----------------------------------------------------------------------------------------
+
+class XViT(nn.Module):
+    """X-ViT with space-time mixing attention and the temporal ("vit") head; ``ats`` adds ATS.
+
+    Input (B, 3, T, H, W) float, output (B, num_classes) logits. After each forward,
+    ``last_kept_tokens`` maps every ATS block index to a (B,) tensor of tokens kept per clip.
+    """
+
+    def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 400,
+                 num_frames: int = 8, num_segments: Optional[int] = None,
+                 temporal_embed_frames: Optional[int] = None, shift_div: int = 8, embed_dim: int = 768,
+                 depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 head_depth: int = 1, head_num_heads: int = 12, head_mlp_dim: int = 768,
+                 drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                 head_drop_rate: float = 0.5, pos_embed_size: int = POS_EMBED_SIZE, ats=None,
+                 sampling_rate: int = 16, mean=XVIT_MEAN, std=XVIT_STD):
+        super().__init__()
+        num_segments = num_frames if num_segments is None else num_segments
+        temporal_embed_frames = num_frames if temporal_embed_frames is None else temporal_embed_frames
+        if img_size % patch_size or pos_embed_size % patch_size:
+            raise UserError(f"img_size {img_size} and pos_embed_size {pos_embed_size} must be multiples of "
+                            f"patch_size {patch_size}")
+        for name, value in (("num_frames", num_frames), ("num_segments", num_segments),
+                            ("temporal_embed_frames", temporal_embed_frames), ("shift_div", shift_div)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UserError(f"{name} must be a positive int, got {value!r}")
+        if num_frames % num_segments:
+            raise UserError(f"num_frames {num_frames} is not a multiple of num_segments {num_segments}: the "
+                            "k/v shift works in groups of num_segments consecutive frames")
+        if shift_div < 2:
+            raise UserError(f"shift_div must be ≥ 2 (two folds of D/shift_div channels are shifted), got {shift_div}")
+        if embed_dim % head_num_heads:
+            raise UserError(f"embed_dim {embed_dim} is not divisible by head_num_heads {head_num_heads}")
+        self.num_classes, self.num_frames, self.embed_dim, self.depth = num_classes, num_frames, embed_dim, depth
+        self.patch_size, self.num_segments, self.shift_div = patch_size, num_segments, shift_div
+        self.fold = embed_dim // shift_div
+        self.config = dict(img_size=img_size, patch_size=patch_size, in_chans=in_chans, num_classes=num_classes,
+                           num_frames=num_frames, num_segments=num_segments,
+                           temporal_embed_frames=temporal_embed_frames, shift_div=shift_div, embed_dim=embed_dim,
+                           depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+                           head_depth=head_depth, head_num_heads=head_num_heads, head_mlp_dim=head_mlp_dim,
+                           pos_embed_size=pos_embed_size, sampling_rate=sampling_rate,
+                           mean=tuple(mean), std=tuple(std))
+        grid = pos_embed_size // patch_size
+        self.patch_embed = _PatchEmbed(patch_size, in_chans, embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + grid * grid, embed_dim))
+        self.temp_embed = nn.Parameter(torch.zeros(1, temporal_embed_frames, 1, embed_dim))
+        self.pos_drop = nn.Dropout(drop_rate)
+        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        self.blocks = nn.ModuleList([
+            SpaceTimeMixingBlock(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, dpr[i])
+            for i in range(depth)])
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.head = TemporalHead(embed_dim, num_classes, head_depth, head_num_heads, head_mlp_dim, mlp_ratio,
+                                 head_drop_rate)
+        self.ats = ATSConfig.from_any(ats, depth)
+        self.last_kept_tokens: Dict[int, torch.Tensor] = {}
+        self._init_weights()
+
+    def _init_weights(self):
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        nn.init.trunc_normal_(self.head.cls_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    @property
+    def head_keys(self):
+        return ("head.mlp_head.4.weight", "head.mlp_head.4.bias")
+
+    def set_ats(self, ats) -> None:
+        """Replace the ATS configuration (None turns ATS off); validated against the depth."""
+        self.ats = ATSConfig.from_any(ats, self.depth)
+
+    # -- embeddings ----------------------------------------------------------------------------------
+    def _embed(self, x: torch.Tensor, meter: Optional[FlopMeter]) -> torch.Tensor:
+        """(B, 3, T, H, W) -> (B·T, 1 + P, D), frame rows b·T + t, CLS in slot 0."""
+        c_in = self.patch_embed.proj.in_channels
+        if x.dim() != 5 or x.shape[1] != c_in:
+            raise ValueError(f"X-ViT expects (B, {c_in}, T, H, W) input, got shape {tuple(x.shape)}")
+        b, _, t, h, w = x.shape
+        p = self.patch_size
+        if h % p or w % p:
+            raise ValueError(f"input frames {h}x{w} are not multiples of the patch size {p}")
+        if t % self.num_segments:
+            raise ValueError(f"{t} input frames do not split into shift groups of num_segments="
+                             f"{self.num_segments}")
+        tokens = self.patch_embed(x.transpose(1, 2).reshape(b * t, -1, h, w))      # (B·T, P, D)
+        hp, wp = h // p, w // p
+        cls = self.cls_token.expand(b * t, -1, -1)
+        tokens = torch.cat([cls, tokens], dim=1) + self._pos_embed(hp, wp)
+        # temp_embed[t mod F] on every token of frame t (the official view(-1, F, N, D) + temp_embed)
+        frames = torch.arange(t, device=x.device) % self.temp_embed.shape[1]
+        tokens = (tokens.view(b, t, 1 + hp * wp, -1) + self.temp_embed[0, frames]).view(b * t, 1 + hp * wp, -1)
+        if meter is not None:
+            meter.conv_patches(t * hp * wp, self.patch_embed.proj)
+        return self.pos_drop(tokens)
+
+    def _pos_embed(self, hp: int, wp: int) -> torch.Tensor:
+        side = self.config["pos_embed_size"] // self.patch_size
+        if (int(hp), int(wp)) == (side, side):
+            return self.pos_embed
+        # resized here rather than with checkpoint.resize_grid_embedding: that one reads the grid side
+        # from the tensor shape, which breaks under jit tracing (fvcore)
+        pos = self.pos_embed
+        grid = pos[:, 1:].transpose(1, 2).reshape(1, -1, side, side)
+        grid = F.interpolate(grid, size=(int(hp), int(wp)), mode="bicubic", align_corners=False)
+        return torch.cat([pos[:, :1], grid.flatten(2).transpose(1, 2)], dim=1)
+
+    # -- forward -------------------------------------------------------------------------------------
+    def forward_features(self, x: torch.Tensor, flop_meter: Optional[FlopMeter] = None) -> torch.Tensor:
+        """Per-frame features (B, T, D): the final-normed frame CLS tokens of the backbone."""
+        b, t = x.shape[0], x.shape[2]
+        h = self._embed(x, flop_meter)
+        grid = (t, x.shape[3] // self.patch_size, x.shape[4] // self.patch_size)
+        layout: Optional[PackedLayout] = None
+        rows = None
+        kept: Dict[int, torch.Tensor] = {}
+        for i, blk in enumerate(self.blocks):
+            ats = self.ats if self.ats is not None and self.ats.num_tokens_at(i) is not None else None
+            if layout is None and ats is None:
+                h = blk.forward_dense(h, self.num_segments, self.fold, flop_meter, t)
+                continue
+            if layout is None:
+                ts, rows = blk.forward_dense_ats(h, b, grid, self.num_segments, self.fold, ats, i, flop_meter)
+            else:
+                ts, rows = blk.forward_packed(rows, layout, self.fold, ats, i, flop_meter)
+            if ats is not None:                     # a new token set: its neighbour rows, once
+                layout = PackedLayout.build(ts, self.num_segments)
+                kept[i] = ts.num_tokens.detach()
+            else:                                   # same tokens, new features
+                layout.ts = ts
+        self.last_kept_tokens = kept
+        cls = h[:, 0] if layout is None else rows[layout.num_tokens:]
+        if flop_meter is not None:
+            flop_meter.layer_norm(t, self.embed_dim)                          # only the CLS rows are used
+        return self.norm(cls).view(b, t, -1)
+
+    def forward(self, x: torch.Tensor, flop_meter: Optional[FlopMeter] = None) -> torch.Tensor:
+        return self.head(self.forward_features(x, flop_meter), flop_meter)
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+    def adapt_state_dict(self, state: Dict[str, torch.Tensor], notes: list) -> Dict[str, torch.Tensor]:
+        """Official X-ViT (``base_model.*``, ``consensus.*``, ``new_fc.*``), this project's, or a timm
+        ImageNet ViT (backbone initialisation) -> our names."""
+        if any(k.startswith(("base_model.", "consensus.")) for k in state):
+            unused = sorted(k for k in state if k.startswith("new_fc."))
+            state = {k: v for k, v in state.items() if not k.startswith("new_fc.")}
+            state = strip_prefix(state, "base_model.")
+            state = {("head." + k[len("consensus."):] if k.startswith("consensus.") else k): v
+                     for k, v in state.items()}
+            notes.append("official X-ViT checkpoint (base_model./consensus. prefixes renamed)")
+            if unused:
+                notes.append(f"ignored {unused}: the official backbone's own classifier, never used in its "
+                             "forward (the temporal head classifies)")
+        elif any(".temporal_attn." in k for k in state):
+            raise UserError("this is a TimeSformer checkpoint (it has temporal_attn weights); load it into a "
+                            "TimeSformer model, not X-ViT")
+        elif "blocks.0.attn.qkv.weight" in state and "head.cls_token" not in state:
+            state = self._from_image_vit(state, notes)
+        own = self.state_dict()
+        if "pos_embed" in state and state["pos_embed"].shape != own["pos_embed"].shape \
+                and state["pos_embed"].shape[-1] == own["pos_embed"].shape[-1]:
+            side = int(round((own["pos_embed"].shape[1] - 1) ** 0.5))
+            state["pos_embed"] = resize_grid_embedding(state["pos_embed"], (side, side), "bicubic")
+            notes.append(f"pos_embed resized to the stored {side}x{side} patch grid (bicubic)")
+        return state
+
+    def _from_image_vit(self, vit: Dict[str, torch.Tensor], notes: list) -> Dict[str, torch.Tensor]:
+        """Backbone from an image ViT (timm names are the official X-ViT backbone names); temp_embed
+        zero (the model starts as the image ViT plus the shift); the temporal head keeps its fresh init."""
+        if "fc_norm.weight" in vit or "dist_token" in vit or "reg_token" in vit:
+            raise UserError("image ViT checkpoint has a layout X-ViT cannot start from (fc_norm/dist/reg "
+                            "tokens); use a plain ViT-B/16 (CLS token, final norm) weights file")
+        state = {k: v for k, v in vit.items() if not k.startswith(("head.", "pre_logits."))}
+        own = self.state_dict()
+        state["temp_embed"] = torch.zeros_like(own["temp_embed"])
+        for key, value in own.items():
+            if key.startswith("head."):
+                state[key] = value
+        notes.append("initialised from an image ViT: temp_embed zero, temporal head freshly initialised")
+        return state
+
+
+class _PatchEmbed(nn.Module):
+    """Conv2d patch embedding of a (B·T, C, H, W) batch of frames (official name patch_embed.proj)."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int):
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+_B16 = dict(img_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12, head_depth=1, head_num_heads=12,
+            head_mlp_dim=768, shift_div=8, sampling_rate=16, mean=XVIT_MEAN, std=XVIT_STD)
+preset(XViT, "xvit", **_B16)
+preset(XViT, "xvit_b16_16x224", num_frames=16, num_segments=8, temporal_embed_frames=8, **_B16)
+preset(XViT, "xvit_b16_8x224", num_frames=8, num_segments=8, temporal_embed_frames=8, **_B16)
