@@ -1,0 +1,95 @@
+"""CLI: `video-ats test/train` bad inputs give one-line errors (exit 2); results.json schema."""
+import json
+import os
+
+import pytest
+import torch
+
+import video_ats
+from video_ats.checkpoint import save_state
+from video_ats.cli import main
+
+TINY = {"img_size": 32, "patch_size": 16, "embed_dim": 32, "depth": 2, "num_heads": 2, "num_frames": 4,
+        "sampling_rate": 2}
+
+
+def _one_line_error(capsys, argv, needle):
+    rc = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2, err
+    assert err and needle in err[-1], err
+    assert "Traceback" not in "\n".join(err)
+    return err[-1]
+
+
+def _ckpt(tmp_path, name="ck.pt", **kw):
+    torch.manual_seed(0)
+    m = video_ats.create_model("timesformer", **{**TINY, "num_classes": 4, **kw})
+    path = str(tmp_path / name)
+    save_state({"model": m.state_dict(), "arch": "timesformer"}, path)
+    return path
+
+
+def test_test_command_writes_results_schema(engine_data, engine_ov, tmp_path, capsys):
+    ov = engine_ov(engine_data, tmp_path / "run")
+    out = tmp_path / "res" / "results.json"
+    rc = main(["test", "--checkpoint", _ckpt(tmp_path), "--annotations", engine_data["val_csv"], "--data-root",
+               engine_data["root"], "--views", "1x3", "--output", str(out), *ov,
+               "model.ats={blocks: [1], num_tokens: [0.5]}"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    r = json.load(open(out))
+    for key in ("top1", "top5", "views", "num_videos", "num_failed", "failed", "gflops_per_view",
+                "dense_gflops_per_view", "combine", "clip_position", "checkpoint", "model", "predictions"):
+        assert key in r, key
+    assert r["views"] == "1x3" and r["num_videos"] == 8 and r["num_failed"] == 0 and r["failed"] == []
+    assert 0 <= r["top1"] <= r["top5"] <= 100
+    assert set(r["gflops_per_view"]) == {"mean", "std", "min", "max"}
+    assert r["gflops_per_view"]["max"] <= r["dense_gflops_per_view"]
+    assert r["combine"] == "softmax_mean" and r["clip_position"] == "start"
+    assert "top1" in captured.out and "GFLOPs/view" in captured.out
+    # without --checkpoint: random weights, said loudly
+    rc = main(["test", "--annotations", engine_data["val_csv"], "--output", str(tmp_path / "rand.json"), *ov,
+               "test.combine=logit_sum", "test.clip_position=center"])
+    captured = capsys.readouterr()
+    assert rc == 0 and "RANDOMLY INITIALISED" in captured.err
+    r = json.load(open(tmp_path / "rand.json"))
+    assert r["combine"] == "logit_sum" and r["clip_position"] == "center"
+
+
+def test_bad_inputs_are_one_line(engine_data, engine_ov, tmp_path, capsys):
+    ov = engine_ov(engine_data, tmp_path / "run")
+    base = ["test", "--output", str(tmp_path / "r.json"), *ov]
+    _one_line_error(capsys, base + ["--annotations", str(tmp_path / "nope.csv")], "not found")
+    _one_line_error(capsys, base + ["--annotations", engine_data["val_csv"], "--data-root", str(tmp_path / "nodir")],
+                    "not a directory")
+    # a checkpoint with another class count: clear message, head dropped only when asked
+    other = _ckpt(tmp_path, "five.pt", num_classes=5)
+    _one_line_error(capsys, base + ["--annotations", engine_data["val_csv"], "--checkpoint", other], "drop_head")
+    # another architecture (embedding size)
+    wide = _ckpt(tmp_path, "wide.pt", embed_dim=48)
+    _one_line_error(capsys, base + ["--annotations", engine_data["val_csv"], "--checkpoint", wide],
+                    "another architecture")
+    # unwritable output folder (a file in the way)
+    (tmp_path / "afile").write_text("x")
+    _one_line_error(capsys, ["test", "--annotations", engine_data["val_csv"], "--output",
+                             str(tmp_path / "afile" / "r.json"), *ov], "cannot write")
+    # config errors
+    _one_line_error(capsys, base + ["train.lrr=1"], "unknown config key 'train.lrr'")
+    _one_line_error(capsys, base + ["train.epochs=many"], "must be int")
+    _one_line_error(capsys, ["train", "--config", str(tmp_path / "missing.yaml")], "not found")
+    # training: missing annotations, labels beyond num_classes, unwritable output
+    _one_line_error(capsys, ["train", *ov, "data.train_annotations=" + str(tmp_path / "x.csv")], "not found")
+    _one_line_error(capsys, ["train", *ov, "model.num_classes=2"], "model.num_classes")
+    _one_line_error(capsys, ["train", *ov, "output_dir=" + str(tmp_path / "afile" / "run")], "cannot write")
+    # fine-tuning from a checkpoint of another class count needs model.drop_head
+    _one_line_error(capsys, ["train", *ov, "model.pretrained=" + other], "drop_head")
+    rc = main(["train", *ov, "model.pretrained=" + other, "model.drop_head=true", "train.max_steps=1",
+               "output_dir=" + str(tmp_path / "ft")])
+    assert rc == 0, capsys.readouterr().err
+
+
+def test_help_config_lists_keys(capsys):
+    assert main(["train", "--help-config"]) == 0
+    out = capsys.readouterr().out
+    assert "train.global_batch_size" in out and "model.ats" in out

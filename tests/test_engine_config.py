@@ -1,0 +1,79 @@
+"""Config schema: defaults, _base_ inheritance, typed dotted overrides, one-line errors."""
+import glob
+import os
+
+import pytest
+
+from video_ats.engine.config import default_config, load_config, parse_views, schema_keys
+from video_ats.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_defaults_and_overrides():
+    cfg = load_config(None, ["train.lr=0.01", "model.ats={blocks: [4, 7, 10], num_tokens: [0.7, 0.5, 0.35]}",
+                             "model.num_classes=600", "train.clip_grad=null", "data.mean=[0.5, 0.5, 0.5]",
+                             "train.weight_decay=1e-4", "train.epochs=3"])
+    assert cfg["train"]["lr"] == 0.01 and cfg["model"]["num_classes"] == 600
+    assert cfg["model"]["ats"]["blocks"] == [4, 7, 10]
+    assert cfg["train"]["weight_decay"] == pytest.approx(1e-4)
+    assert cfg["output_dir"] == os.path.join("runs", "run")
+    cfg = load_config(None, ["model.ats.blocks=[3]", "model.ats.num_tokens=[0.5]", "model.kwargs.depth=4"])
+    assert cfg["model"]["ats"] == {"blocks": [3], "num_tokens": [0.5]} and cfg["model"]["kwargs"] == {"depth": 4}
+    assert set(schema_keys()) >= {"model.name", "train.lr", "test.views", "data.num_frames"}
+    assert default_config()["test"]["combine"] == "softmax_mean"
+
+
+def test_base_inheritance(tmp_path):
+    (tmp_path / "base.yaml").write_text("model: {name: timesformer, num_classes: 7}\ntrain: {lr: 0.1, epochs: 2}\n")
+    (tmp_path / "child.yaml").write_text("_base_: base.yaml\ntrain: {lr: 0.2}\n")
+    cfg = load_config(str(tmp_path / "child.yaml"))
+    assert cfg["model"]["num_classes"] == 7 and cfg["train"]["lr"] == 0.2 and cfg["train"]["epochs"] == 2
+    assert cfg["name"] == "child"
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("train.lrr=0.1", "valid keys in train: train.epochs"),
+    ("trian.lr=0.1", "valid keys: name, output_dir"),
+    ("train.lr=fast", "must be float"),
+    ("train.epochs=2.5", "must be int"),
+    ("train.epochs=0", "must be >= 1"),
+    ("test.combine=vote", "softmax_mean, logit_sum"),
+    ("test.views=1y3", "CLIPSxCROPS"),
+    ("model.num_classes=null", "must not be null"),
+    ("train=3", "is a section"),
+    ("train.lr", "not key=value"),
+])
+def test_bad_overrides_are_one_line(override, needle):
+    with pytest.raises(UserError) as e:
+        load_config(None, [override])
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_bad_yaml(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("train: {lr: [1, 2\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(str(p))
+    p.write_text("train: {optimiser: sgd}\n")
+    with pytest.raises(UserError, match="unknown config key 'train.optimiser'"):
+        load_config(str(p))
+    with pytest.raises(UserError, match="not found"):
+        load_config(str(tmp_path / "missing.yaml"))
+
+
+def test_views():
+    assert parse_views("1x3") == (1, 3) and parse_views("4X3") == (4, 3)
+    with pytest.raises(UserError):
+        parse_views("0x3")
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)))
+def test_shipped_configs_are_valid(path):
+    import video_ats
+
+    cfg = load_config(path)
+    assert cfg["model"]["name"] in video_ats.list_models()
+    if cfg["model"]["ats"]:
+        model_cls_depth = (cfg["model"]["kwargs"] or {}).get("depth", 12)
+        video_ats.ATSConfig.from_any(cfg["model"]["ats"], model_cls_depth)

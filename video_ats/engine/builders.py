@@ -1,0 +1,94 @@
+"""Builders shared by train / test / profile: the model and the data settings of a config."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+from torch import nn
+
+from ..errors import UserError
+
+logger = logging.getLogger("video_ats.engine")
+
+
+def build_model(cfg: Dict[str, Any], load_pretrained: bool = True, ats: Any = "config") -> nn.Module:
+    """The model of ``cfg["model"]``: registry preset + ``num_classes`` + ``ats`` + ``kwargs``; then the
+    ``pretrained`` weights (strict; classifier skipped only with ``drop_head``) when ``load_pretrained``.
+
+    ``ats``: ``"config"`` takes ``cfg.model.ats``; pass ``None`` for the dense twin of the model.
+    """
+    from ..models import create_model
+    from ..checkpoint import load_checkpoint
+
+    m = cfg["model"]
+    kwargs = dict(m["kwargs"] or {})
+    kwargs["num_classes"] = m["num_classes"]
+    spec = m["ats"] if ats == "config" else ats
+    if spec is not None:
+        kwargs["ats"] = spec
+    model = create_model(m["name"], **kwargs)
+    if load_pretrained and m["pretrained"]:
+        report = load_checkpoint(model, m["pretrained"], drop_head=m["drop_head"])
+        for note in report.get("notes", []):
+            logger.info("pretrained %s: %s", m["pretrained"], note)
+    return model
+
+
+def model_data_settings(cfg: Dict[str, Any], model: nn.Module) -> Dict[str, Any]:
+    """Frames, sampling rate, crop size and normalisation: ``cfg.data`` where set, else the model's."""
+    mc = getattr(model, "config", {}) or {}
+    d = cfg["data"]
+
+    def pick(key, model_key, default=None):
+        if d.get(key) is not None:
+            return d[key]
+        if model_key in mc:
+            return mc[model_key]
+        if default is None:
+            raise UserError(f"data.{key} is not set and model {cfg['model']['name']!r} has no default for it")
+        return default
+
+    out = {
+        "num_frames": int(pick("num_frames", "num_frames")),
+        "sampling_rate": pick("sampling_rate", "sampling_rate", 8),
+        "crop_size": int(pick("crop_size", "img_size")),
+        "mean": tuple(float(v) for v in pick("mean", "mean", (0.45,) * 3)),
+        "std": tuple(float(v) for v in pick("std", "std", (0.225,) * 3)),
+        "target_fps": d["target_fps"],
+    }
+    if float(out["sampling_rate"]).is_integer():
+        out["sampling_rate"] = int(out["sampling_rate"])
+    return out
+
+
+def read_split(path: Optional[str], cfg: Dict[str, Any], what: str,
+               data_root: Optional[str] = None) -> Tuple[List, List[str]]:
+    """Records and class names of one annotation file, with clear errors for missing input."""
+    from ..data import read_annotations
+
+    if not path:
+        raise UserError(f"no {what} annotation file: set it in the config or on the command line")
+    root = data_root if data_root is not None else cfg["data"]["data_root"]
+    if root is not None and not os.path.isdir(root):
+        raise UserError(f"data root {root}: not a directory (set data.data_root or --data-root)")
+    records, names = read_annotations(path, data_root=root, label_map=cfg["data"]["label_map"])
+    n = cfg["model"]["num_classes"]
+    top = max((r.label for r in records), default=-1)
+    if top >= n:
+        raise UserError(f"{path}: labels go up to {top} but model.num_classes is {n}; set "
+                        f"model.num_classes={max(top + 1, len(names))}")
+    return records, names
+
+
+def check_writable_dir(path: str, what: str = "output folder") -> str:
+    """Create ``path`` if needed and make sure files can be written there."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".write_test.{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("")
+        os.remove(probe)
+    except OSError as exc:
+        raise UserError(f"{what} {path}: cannot write there ({exc.strerror or exc})") from None
+    return path

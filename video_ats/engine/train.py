@@ -1,0 +1,422 @@
+"""Fine-tuning loop: timm optimiser / scheduler / mixup, AMP on CUDA, gradient accumulation and
+clipping, DDP under torchrun, TensorBoard, periodic validation, atomic checkpoints and auto-resume.
+
+Checkpoints (``OUTPUT_DIR/checkpoints/last.pt``; ``best.pt`` after the best validation) hold
+``model, optimizer, scheduler, scaler, epoch, step, step_in_epoch, rng, config, arch, best_top1`` and
+are written by rank 0 with :func:`video_ats.checkpoint.save_state` (temp file + rename: a crash or a
+Ctrl-C leaves the previous file intact). Rerunning the same command continues from ``last.pt`` at the
+exact optimiser step: the data order is a function of (seed, epoch) and the RNG states are restored.
+
+Public: :func:`train` (the whole run), :func:`build_optimizer`, :func:`build_scheduler`,
+:func:`build_train_loader`, :class:`EpochSampler`.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from ..checkpoint import read_checkpoint, save_state
+from ..errors import UserError
+from . import distributed as D
+from .builders import build_model, check_writable_dir, model_data_settings, read_split
+from .config import dump_config, parse_views
+
+logger = logging.getLogger("video_ats.engine")
+
+
+# ------------------------------------------------------------------------------------------------
+# data
+# ------------------------------------------------------------------------------------------------
+class EpochSampler(Sampler):
+    """Deterministic shuffled order per (seed, epoch), sharded like DistributedSampler (padded so all
+    ranks see the same count), truncated to ``num_samples`` per rank and able to start mid-epoch."""
+
+    def __init__(self, size: int, num_samples: int, rank: int = 0, world_size: int = 1, seed: int = 0):
+        self.size, self.num_samples, self.rank, self.world, self.seed = size, num_samples, rank, world_size, seed
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = int(epoch), int(start)
+
+    def indices(self) -> List[int]:
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        order = torch.randperm(self.size, generator=g).tolist()
+        per_rank = math.ceil(self.size / self.world)
+        order = (order * (per_rank * self.world // max(self.size, 1) + 1))[:per_rank * self.world]
+        return order[self.rank::self.world][:self.num_samples]
+
+    def __iter__(self):
+        return iter(self.indices()[self.start:])
+
+    def __len__(self) -> int:
+        return max(self.num_samples - self.start, 0)
+
+
+def build_train_loader(cfg: Dict[str, Any], records, settings: Dict[str, Any], info: D.DistInfo):
+    """(loader, dataset, sampler, updates_per_epoch, accum) for the training split."""
+    from ..data import TrainDataset
+
+    t = cfg["train"]
+    lo, hi = cfg["data"]["scale_range"]
+    crop = settings["crop_size"]
+    if lo < crop:          # a recipe written for 224 crops used with a small model: keep the ratio
+        lo, hi = int(round(crop * 256 / 224)), int(round(crop * 320 / 224))
+        logger.info("data.scale_range below the crop size; using [%d, %d]", lo, hi)
+    ds = TrainDataset(records, settings["num_frames"], settings["sampling_rate"], crop_size=crop,
+                      scale_range=(lo, hi), mean=settings["mean"], std=settings["std"], flip=cfg["data"]["flip"],
+                      target_fps=settings["target_fps"], max_retries=cfg["data"]["max_retries"], seed=cfg["seed"])
+    bs, world = t["batch_size"], info.world_size
+    per_step = bs * world
+    gb = t["global_batch_size"] or per_step
+    if gb % per_step:
+        raise UserError(f"train.global_batch_size {gb} is not a multiple of batch_size x world size = "
+                        f"{bs} x {world}; gradient accumulation needs a whole number of batches")
+    accum = gb // per_step
+    per_rank = math.ceil(len(records) / world)
+    micro = per_rank // bs            # whole batches only (mixup needs even, equal batches)
+    updates = micro // accum
+    if updates < 1:
+        raise UserError(f"{len(records)} training videos are too few for one optimiser step of global batch "
+                        f"{gb} (batch_size {bs} x {world} ranks x {accum} accumulation); lower train.batch_size "
+                        "or train.global_batch_size")
+    sampler = EpochSampler(len(records), updates * accum * bs, info.rank, world, cfg["seed"])
+    nw = cfg["data"]["num_workers"]
+    loader = DataLoader(ds, batch_size=bs, sampler=sampler, num_workers=nw, drop_last=True,
+                        pin_memory=info.device.type == "cuda", persistent_workers=False,
+                        generator=torch.Generator().manual_seed(cfg["seed"]))
+    return loader, ds, sampler, updates, accum
+
+
+# ------------------------------------------------------------------------------------------------
+# optimisation
+# ------------------------------------------------------------------------------------------------
+def build_optimizer(cfg: Dict[str, Any], model: nn.Module):
+    from timm.optim import create_optimizer_v2
+
+    t = cfg["train"]
+    try:
+        return create_optimizer_v2(model, opt=t["optimizer"], lr=t["lr"], weight_decay=t["weight_decay"],
+                                   momentum=t["momentum"])
+    except (ValueError, AssertionError, KeyError) as exc:
+        raise UserError(f"train.optimizer {t['optimizer']!r}: {exc}") from None
+
+
+def build_scheduler(cfg: Dict[str, Any], optimizer, updates_per_epoch: int):
+    """A timm scheduler stepped per optimiser update (``step_update``), or None."""
+    from timm.scheduler import create_scheduler_v2
+
+    t = cfg["train"]
+    if t["scheduler"] == "none":
+        return None
+    sched, _ = create_scheduler_v2(
+        optimizer, sched=t["scheduler"], num_epochs=t["epochs"], decay_epochs=t["decay_epochs"],
+        decay_milestones=list(t["decay_milestones"]), decay_rate=t["decay_rate"], min_lr=t["min_lr"],
+        warmup_lr=t["warmup_lr"], warmup_epochs=t["warmup_epochs"], step_on_epochs=False,
+        updates_per_epoch=updates_per_epoch)
+    return sched
+
+
+def build_loss(cfg: Dict[str, Any], num_classes: int):
+    """(mixup or None, loss function). Mixup targets already carry the label smoothing."""
+    from timm.data import Mixup
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
+    t = cfg["train"]
+    if t["mixup"] > 0 or t["cutmix"] > 0:
+        if t["batch_size"] % 2:
+            raise UserError(f"mixup/cutmix need an even train.batch_size, got {t['batch_size']}")
+        mix = Mixup(mixup_alpha=t["mixup"], cutmix_alpha=t["cutmix"], prob=t["mixup_prob"],
+                    switch_prob=t["mixup_switch_prob"], mode="batch", label_smoothing=t["label_smoothing"],
+                    num_classes=num_classes)
+        return mix, SoftTargetCrossEntropy()
+    if t["label_smoothing"] > 0:
+        return None, LabelSmoothingCrossEntropy(smoothing=t["label_smoothing"])
+    return None, nn.CrossEntropyLoss()
+
+
+def mix_video(mixup, x: torch.Tensor, y: torch.Tensor):
+    """timm Mixup on a (B, C, T, H, W) batch: viewed as (B, C·T, H, W) so a cutmix box covers the same
+    pixels in every frame and channel; mixup is elementwise either way."""
+    b, c, t, h, w = x.shape
+    x4 = x.reshape(b, c * t, h, w)
+    x4, y = mixup(x4, y)
+    return x4.reshape(b, c, t, h, w), y
+
+
+# ------------------------------------------------------------------------------------------------
+# RNG state
+# ------------------------------------------------------------------------------------------------
+def rng_state() -> Dict[str, Any]:
+    st = np.random.get_state()
+    out = {"torch": torch.get_rng_state(), "numpy": [st[0], torch.from_numpy(st[1].astype(np.int64)),
+                                                     int(st[2]), int(st[3]), float(st[4])],
+           "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]]}
+    if torch.cuda.is_available():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    p = state["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------------------------
+# the run
+# ------------------------------------------------------------------------------------------------
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def _check_resumable(ckpt: dict, cfg: Dict[str, Any], path: str) -> None:
+    old = (ckpt.get("config") or {}).get("model", {})
+    diff = [k for k in ("name", "num_classes", "ats", "kwargs") if old.get(k) != cfg["model"][k]]
+    if diff:
+        raise UserError(f"{path} is a checkpoint of another model (model.{', model.'.join(diff)} differ from this "
+                        "config); use another output_dir, or train.resume=false to start over")
+
+
+def train(cfg: Dict[str, Any], info: Optional[D.DistInfo] = None) -> Dict[str, Any]:
+    """Run (or continue) the training of ``cfg``; returns a summary
+    ``{"step", "epoch", "losses", "checkpoint", "best_top1", "val"}``. Rank 0 alone writes files."""
+    info = info or D.init_distributed(cfg["device"])
+    t = cfg["train"]
+    out_dir = cfg["output_dir"]
+    ckpt_dir = os.path.join(out_dir, "checkpoints")
+    last_path = os.path.join(ckpt_dir, "last.pt")
+    if info.is_main:
+        check_writable_dir(ckpt_dir, "output folder")
+    D.barrier()
+
+    resume = None
+    if t["resume"] and os.path.isfile(last_path):
+        resume = read_checkpoint(last_path)
+        _check_resumable(resume, cfg, last_path)
+
+    seed_everything(cfg["seed"] + info.rank)
+    model = build_model(cfg, load_pretrained=resume is None)
+    if resume is not None:
+        _unwrap(model).load_state_dict(resume["model"])
+    model.to(info.device)
+    settings = model_data_settings(cfg, model)
+    records, class_names = read_split(cfg["data"]["train_annotations"], cfg, "training")
+    val_records = None
+    if t["eval_every"] > 0 and cfg["data"]["val_annotations"]:
+        val_records, _ = read_split(cfg["data"]["val_annotations"], cfg, "validation")
+    loader, dataset, sampler, updates_per_epoch, accum = build_train_loader(cfg, records, settings, info)
+
+    optimizer = build_optimizer(cfg, model)
+    scheduler = build_scheduler(cfg, optimizer, updates_per_epoch)
+    mixup, criterion = build_loss(cfg, cfg["model"]["num_classes"])
+    use_amp = t["amp"] and info.device.type == "cuda"
+    amp_dtype = torch.bfloat16 if t["amp_dtype"] == "bfloat16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    epoch, step, step_in_epoch, best_top1 = 0, 0, 0, None
+    if resume is not None:
+        old_opt = (resume.get("config") or {}).get("train", {}).get("optimizer", t["optimizer"])
+        if old_opt != t["optimizer"]:
+            raise UserError(f"{last_path} was trained with train.optimizer={old_opt}, this config says "
+                            f"{t['optimizer']}; keep it to resume, or use train.resume=false / another output_dir")
+        if resume.get("optimizer"):
+            optimizer.load_state_dict(resume["optimizer"])
+        if scheduler is not None and resume.get("scheduler"):
+            scheduler.load_state_dict(resume["scheduler"])
+        if resume.get("scaler"):
+            scaler.load_state_dict(resume["scaler"])
+        epoch, step = int(resume["epoch"]), int(resume["step"])
+        step_in_epoch = int(resume.get("step_in_epoch", 0))
+        best_top1 = resume.get("best_top1")
+        rngs = resume.get("rng_per_rank") or []
+        if len(rngs) == info.world_size:
+            set_rng_state(rngs[info.rank])
+        elif info.is_main and resume.get("rng"):
+            set_rng_state(resume["rng"])
+        else:
+            seed_everything(cfg["seed"] + info.rank + 7919 * step)
+        if step_in_epoch >= updates_per_epoch:
+            epoch, step_in_epoch = epoch + 1, 0
+        if info.is_main:
+            logger.info("resuming from %s at epoch %d, step %d", last_path, epoch, step)
+            print(f"resuming from {last_path}: epoch {epoch + 1}/{t['epochs']}, step {step}", flush=True)
+    if scheduler is not None:
+        scheduler.step_update(num_updates=step)
+
+    if info.distributed:
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+
+    writer = None
+    if info.is_main:
+        with open(os.path.join(out_dir, "config.yaml"), "w") as f:
+            f.write(dump_config(cfg))
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            writer = SummaryWriter(os.path.join(out_dir, "tb"), purge_step=step if step else None)
+        except Exception as exc:  # tensorboard missing or broken: go on without it
+            logger.warning("TensorBoard disabled: %s", exc)
+
+    arch = cfg["model"]["name"]
+    total_steps = updates_per_epoch * t["epochs"]
+    if t["max_steps"] is not None:
+        total_steps = min(total_steps, t["max_steps"])
+    state = {"epoch": epoch, "step": step, "step_in_epoch": step_in_epoch, "rng": rng_state()}
+    losses: List[float] = []
+    val_results = None
+
+    def checkpoint(path: str, rng_all=None, extra=None):
+        obj = {"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+               "scheduler": scheduler.state_dict() if scheduler is not None else None,
+               "scaler": scaler.state_dict(), "epoch": state["epoch"], "step": state["step"],
+               "step_in_epoch": state["step_in_epoch"], "rng": state["rng"], "config": cfg, "arch": arch,
+               "best_top1": best_top1, "class_names": class_names}
+        if rng_all is not None:
+            obj["rng_per_rank"] = rng_all
+        obj.update(extra or {})
+        save_state(obj, path)
+
+    def save_last():
+        rng_all = D.all_gather_objects(state["rng"])     # collective: every rank calls save_last
+        if info.is_main:
+            checkpoint(last_path, rng_all)
+
+    in_step = False
+    bar = None
+    try:
+        while epoch < t["epochs"] and step < total_steps:
+            dataset.set_epoch(epoch)
+            sampler.set_epoch(epoch, step_in_epoch * accum * t["batch_size"])
+            model.train()
+            if info.is_main and t["progress"]:
+                from tqdm import tqdm
+                bar = tqdm(total=updates_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{t['epochs']}",
+                           unit="step", dynamic_ncols=True, leave=True)
+            t_step, clips, micro, loss_acc = time.perf_counter(), 0, 0, 0.0
+            optimizer.zero_grad(set_to_none=True)
+            for x, y in loader:
+                x = x.to(info.device, non_blocking=True)
+                y = y.to(info.device, non_blocking=True)
+                if mixup is not None:
+                    x, y = mix_video(mixup, x, y)
+                micro += 1
+                sync = micro % accum == 0
+                ctx = model.no_sync() if (info.distributed and not sync) else nullcontext()
+                with ctx:
+                    with (torch.autocast("cuda", dtype=amp_dtype) if use_amp else nullcontext()):
+                        loss = criterion(model(x), y)
+                    bad = D.any_true(not torch.isfinite(loss).item(), info.device)
+                    if bad:
+                        raise UserError(
+                            f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; training stopped. "
+                            f"The last good checkpoint ({last_path if os.path.isfile(last_path) else 'none yet'}) "
+                            "is kept; lower train.lr, set train.clip_grad, or check the data")
+                    scaler.scale(loss / accum).backward()
+                loss_acc += float(loss.detach()) / accum
+                clips += x.shape[0] * info.world_size
+                if not sync:
+                    continue
+                in_step = True
+                if t["clip_grad"] is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip_grad"])
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                step_in_epoch += 1
+                if scheduler is not None:
+                    scheduler.step_update(num_updates=step)
+                state.update(epoch=epoch, step=step, step_in_epoch=step_in_epoch, rng=rng_state())
+                in_step = False
+                losses.append(loss_acc)
+                lr = optimizer.param_groups[0]["lr"]
+                now = time.perf_counter()
+                speed = clips / max(now - t_step, 1e-9)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss_acc:.4f}", lr=f"{lr:.3g}", clips_per_s=f"{speed:.1f}")
+                if writer is not None and (step % t["log_every"] == 0 or step == 1):
+                    writer.add_scalar("train/loss", loss_acc, step)
+                    writer.add_scalar("train/lr", lr, step)
+                    writer.add_scalar("train/clips_per_s", speed, step)
+                t_step, clips, loss_acc = time.perf_counter(), 0, 0.0
+                if t["ckpt_every_steps"] and step % t["ckpt_every_steps"] == 0:
+                    save_last()
+                if step >= total_steps:
+                    break
+            if bar is not None:
+                bar.close()
+                bar = None
+            finished_epoch = step_in_epoch >= updates_per_epoch
+            last = step >= total_steps or (finished_epoch and epoch + 1 >= t["epochs"])
+            if finished_epoch or last:
+                done_epochs = epoch + 1 if finished_epoch else epoch
+                if (val_records is not None and t["eval_every"] > 0 and
+                        ((finished_epoch and done_epochs % t["eval_every"] == 0) or last)):
+                    val_results = _validate(cfg, _unwrap(model), val_records, settings, info)
+                    top1 = val_results["top1"]
+                    if info.is_main:
+                        print(f"epoch {done_epochs}: val top1 {top1:.2f} top5 {val_results['top5']:.2f} "
+                              f"({val_results['num_videos']} videos, {t['eval_views']} views)", flush=True)
+                        if writer is not None:
+                            writer.add_scalar("val/top1", top1, step)
+                            writer.add_scalar("val/top5", val_results["top5"], step)
+                    if top1 is not None and (best_top1 is None or top1 > best_top1):
+                        best_top1 = top1
+                        if info.is_main:
+                            checkpoint(os.path.join(ckpt_dir, "best.pt"), extra={"top1": top1})
+                if finished_epoch:
+                    epoch, step_in_epoch = epoch + 1, 0
+                    state.update(epoch=epoch, step_in_epoch=0)
+                save_last() if (last or epoch % t["ckpt_every_epochs"] == 0) else None
+                if info.is_main and t["keep_epoch_checkpoints"] and finished_epoch:
+                    checkpoint(os.path.join(ckpt_dir, f"epoch_{epoch:03d}.pt"))
+            if last:
+                break
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        if info.is_main:
+            if not in_step and state["step"] > 0:
+                checkpoint(last_path)     # state after the last completed step; atomic
+                print(f"interrupted: checkpoint of step {state['step']} written to {last_path}; rerun the same "
+                      "command to resume", flush=True)
+            else:
+                print(f"interrupted: {last_path} left as it was; rerun the same command to resume", flush=True)
+        raise
+    finally:
+        if writer is not None:
+            writer.close()
+    return {"step": step, "epoch": epoch, "losses": losses, "checkpoint": last_path, "best_top1": best_top1,
+            "val": val_results, "updates_per_epoch": updates_per_epoch, "accumulation": accum}
+
+
+def _validate(cfg, model, records, settings, info):
+    from .evaluate import evaluate
+
+    return evaluate(model, records, settings, views=parse_views(cfg["train"]["eval_views"]),
+                    combine=cfg["test"]["combine"], clip_position=cfg["test"]["clip_position"],
+                    batch_videos=cfg["test"]["batch_size"], num_classes=cfg["model"]["num_classes"],
+                    device=info.device, num_workers=cfg["data"]["num_workers"], amp=cfg["train"]["amp"],
+                    dist_info=info)
