@@ -83,6 +83,8 @@ def run(args) -> int:
         "model.name=timesformer", f"model.num_classes={DATA['classes']}", f"model.kwargs={MODEL_KWARGS}",
         f"data.train_annotations={paths['train_csv']}", f"data.val_annotations={paths['val_csv']}",
         f"data.data_root={paths['root']}", "data.scale_range=[64, 80]", "data.num_workers=2",
+        # the synthetic classes include left- vs right-moving objects: a horizontal flip would swap them
+        "data.flip=false",
         "train.batch_size=16", "train.optimizer=adamw", "train.lr=0.002", "train.weight_decay=0.05",
         "train.scheduler=cosine", "train.min_lr=0.00001", "train.clip_grad=1.0", "train.eval_every=0",
         "test.views=1x3", "test.batch_size=8", "device=cpu",

@@ -61,7 +61,7 @@ def class_name(shape: str, motion: str) -> str:
     return f"{shape} moving {motion}"
 
 
-def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+def _texture(rng: np.random.Generator, h: int, w: int, contrast: float = 50.0) -> np.ndarray:
     """A low-contrast, smooth colour texture (H, W, 3) float32 in [0, 255], periodic for rolling."""
     coarse = rng.uniform(0, 1, size=(max(h // 8, 2), max(w // 8, 2), 3)).astype(np.float32)
     # upsample by repetition then box-blur with periodic boundary (vectorised)
@@ -71,7 +71,7 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     for axis in (0, 1):
         tex = sum(np.roll(tex, k, axis=axis) for k in range(-4, 5)) / 9.0
     base = rng.uniform(60, 120, size=3).astype(np.float32)
-    return base + (tex - 0.5) * 50.0
+    return base + (tex - 0.5) * contrast
 
 
 def _shape_mask(shape: str, xx, yy, cx, cy, r):
@@ -90,16 +90,17 @@ def _shape_mask(shape: str, xx, yy, cx, cy, r):
 
 
 def iter_video_chunks(shape: str, motion: str, width: int, height: int, num_frames: int, seed,
-                      chunk: int = 32):
+                      chunk: int = 32, object_scale: Tuple[float, float] = (0.10, 0.14),
+                      texture_contrast: float = 50.0):
     """Yield uint8 arrays (t, H, W, 3), ``chunk`` frames at a time (bounded memory for long videos):
     one shape following ``motion`` over a drifting texture. Deterministic for ``seed``."""
     rng = np.random.default_rng(seed)
     T, H, W = num_frames, height, width
     S = min(H, W)
-    r0 = S * rng.uniform(0.10, 0.14)
+    r0 = S * rng.uniform(*object_scale)      # half-size of the shape, as a fraction of the short side
     cx0, cy0 = W / 2 + rng.uniform(-0.08, 0.08) * W, H / 2 + rng.uniform(-0.08, 0.08) * H
     theta0 = rng.uniform(0, 2 * np.pi)
-    tex = _texture(rng, H, W)
+    tex = _texture(rng, H, W, texture_contrast)
     drift = rng.uniform(-1.0, 1.0, size=2) * 0.5  # pixels per frame: a mild camera pan
     hue = int(rng.integers(0, 3))
     color = np.empty(3, dtype=np.float32)
@@ -213,8 +214,8 @@ def _youtube_like_id(rng: np.random.Generator) -> str:
 
 
 def _job(args):
-    path, shape, motion, w, h, n, fps, seed, gop = args
-    write_video(path, iter_video_chunks(shape, motion, w, h, n, seed), fps=fps, gop=gop)
+    path, shape, motion, w, h, n, fps, seed, gop, style = args
+    write_video(path, iter_video_chunks(shape, motion, w, h, n, seed, **style), fps=fps, gop=gop)
     return path
 
 
@@ -229,6 +230,8 @@ def make_synthetic(
     val_fraction: float = DEFAULT_VAL_FRACTION,
     workers: Optional[int] = None,
     gop: Optional[int] = None,
+    object_scale: Tuple[float, float] = (0.10, 0.14),
+    texture_contrast: float = 50.0,
 ) -> Dict[str, str]:
     """Write a synthetic Kinetics-format dataset under ``out_dir``; returns the paths written.
 
@@ -236,8 +239,16 @@ def make_synthetic(
     ``val_list``, ``label_map_json``. ``size`` is (W, H), both even. ``videos_per_class`` videos per
     class, of which ``round(val_fraction * videos_per_class)`` (at least 1 when there are 2 or more)
     go to val. ``workers`` processes encode in parallel (default: CPU count, at most 8). ``gop``:
-    keyframe interval in frames (default ``fps``, one second).
+    keyframe interval in frames (default ``fps``, one second). ``object_scale``: range of the shape's
+    half-size as a fraction of the frame's short side; ``texture_contrast``: peak-to-peak amplitude of
+    the background texture (0-255 scale).
     """
+    lo_scale, hi_scale = (float(v) for v in object_scale)
+    if not 0 < lo_scale <= hi_scale <= 0.5:
+        raise UserError(f"object scale must satisfy 0 < min <= max <= 0.5, got {object_scale}")
+    if texture_contrast < 0:
+        raise UserError(f"texture contrast must be >= 0, got {texture_contrast}")
+    style = {"object_scale": (lo_scale, hi_scale), "texture_contrast": float(texture_contrast)}
     w, h = int(size[0]), int(size[1])
     if w < 16 or h < 16 or w % 2 or h % 2:
         raise UserError(f"size must be even and at least 16x16 (W x H), got {w}x{h}")
@@ -274,7 +285,7 @@ def make_synthetic(
             rel = os.path.join(split, name.replace(" ", "_"), fname) if split == "train" else os.path.join(split, fname)
             rows[split].append((name, yid, start, end, split, rel))
             jobs.append((os.path.join(out_dir, rel), shape, motion, w, h, num_frames, int(fps),
-                         ss.spawn(1)[0], gop))
+                         ss.spawn(1)[0], gop, style))
     nw = workers if workers is not None else min(os.cpu_count() or 1, 8)
     if nw > 1 and len(jobs) > 4:
         with ProcessPoolExecutor(max_workers=nw) as ex:

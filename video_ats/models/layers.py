@@ -112,3 +112,16 @@ def drop_path_packed(x: torch.Tensor, clip: torch.Tensor, batch_size: int, p: fl
         return x
     keep = x.new_empty(batch_size).bernoulli_(1 - p) / (1 - p)
     return x * keep[clip].view(-1, *([1] * (x.dim() - 1)))
+
+
+def init_vit_weights(module: nn.Module) -> None:
+    """The official/timm ViT initialisation: Linear trunc-normal(std 0.02) with zero bias, LayerNorm
+    identity (weight 1, bias 0)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

@@ -25,7 +25,7 @@ from ..checkpoint import resize_grid_embedding, resize_time_embedding, strip_pre
 from ..errors import UserError
 from ..flops import FlopMeter
 from ..tokens import TokenSet
-from .layers import Attention, Mlp, attention_row, drop_path_packed, merge_heads, split_heads
+from .layers import init_vit_weights, Attention, Mlp, attention_row, drop_path_packed, merge_heads, split_heads
 from .registry import preset
 from .sampling import ATS_PROFILE_LABEL, select_tokens
 
@@ -181,14 +181,7 @@ class TimeSformer(nn.Module):
     def _init_weights(self):
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_vit_weights(self)
         for i, blk in enumerate(self.blocks):
             if i > 0:                      # the official code zero-initialises temporal_fc after block 0
                 nn.init.zeros_(blk.temporal_fc.weight)

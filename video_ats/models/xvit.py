@@ -38,7 +38,7 @@ from ..checkpoint import resize_grid_embedding, strip_prefix
 from ..errors import UserError
 from ..flops import FlopMeter
 from ..tokens import TokenSet
-from .layers import Attention, Mlp, attention_row, merge_heads, split_heads
+from .layers import init_vit_weights, Attention, Mlp, attention_row, merge_heads, split_heads
 from .registry import preset
 from .sampling import select_tokens
 
@@ -370,14 +370,7 @@ class XViT(nn.Module):
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         nn.init.trunc_normal_(self.head.cls_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_vit_weights(self)
 
     @property
     def head_keys(self):

@@ -1,0 +1,269 @@
+"""Shared helpers of the analysis commands: inputs -> records, decoded test views, batched forwards
+with the FLOP meter, kept-token positions (read through forward hooks, no model change), K scaling."""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from ..flops import FlopMeter
+from ..tokens import TokenSet
+
+logger = logging.getLogger("video_ats.analysis")
+
+FRACTION_EPS = 1e-6
+WRAPPED_METHODS = ("forward_dense_ats", "forward_packed")      # X-ViT's block entry points
+
+
+# ---------------------------------------------------------------------------------------------
+# model
+# ---------------------------------------------------------------------------------------------
+def build_eval_model(cfg: Dict[str, Any], checkpoint: Optional[str], need_ats: bool = True,
+                     what: str = "profile") -> nn.Module:
+    """The config's model in eval mode with ``checkpoint`` loaded (or random init with a warning)."""
+    from ..checkpoint import load_checkpoint
+    from ..engine.builders import build_model
+
+    if need_ats and not cfg["model"]["ats"]:
+        raise UserError(f"{what} needs a config with ATS (model.ats is null); set e.g. "
+                        "model.ats='{blocks: [4, 7, 10], num_tokens: [0.7, 0.5, 0.35]}'")
+    if checkpoint is not None and not os.path.isfile(checkpoint):
+        raise UserError(f"checkpoint {checkpoint}: not found")
+    torch.manual_seed(int(cfg.get("seed", 0)))      # a random-init model is the same on every run
+    model = build_model(cfg, load_pretrained=checkpoint is None)
+    if checkpoint:
+        report = load_checkpoint(model, checkpoint)
+        for note in report.get("notes", []):
+            logger.info("checkpoint: %s", note)
+    elif not cfg["model"]["pretrained"]:
+        print(f"warning: no --checkpoint given: {what} uses a RANDOMLY INITIALISED model (GFLOPs and kept "
+              "tokens of a trained model differ)", file=sys.stderr, flush=True)
+    model.eval()
+    return model
+
+
+def resolve_device(cfg: Dict[str, Any]) -> torch.device:
+    dev = cfg.get("device", "auto")
+    if dev == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(dev)
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+# ---------------------------------------------------------------------------------------------
+def records_from_inputs(inputs: Sequence[str], cfg: Dict[str, Any], data_root: Optional[str] = None):
+    """Video files and annotation files (Kinetics CSV / ``path label`` lists) -> (records, failures).
+
+    A missing or unreadable input becomes a failure entry ``{"path", "error"}``, never an exception.
+    """
+    from ..data import VIDEO_EXTENSIONS, VideoRecord, read_annotations
+
+    records, failures = [], []
+    if not inputs:
+        raise UserError("no input: give video files or annotation files (CSV / 'path label' lists)")
+    for path in inputs:
+        if path.lower().endswith(VIDEO_EXTENSIONS) or path.lower().endswith((".avi", ".mov")):
+            if not os.path.isfile(path):
+                failures.append({"path": path, "error": "file not found"})
+            else:
+                records.append(VideoRecord(path=path, label=-1))
+            continue
+        if not os.path.isfile(path):
+            failures.append({"path": path, "error": "file not found"})
+            continue
+        try:
+            recs, _ = read_annotations(path, data_root=data_root, label_map=cfg["data"]["label_map"])
+        except UserError as exc:
+            failures.append({"path": path, "error": str(exc)})
+            continue
+        records.extend(recs)
+    return records, failures
+
+
+def decode_views(records, settings: Dict[str, Any], views: Tuple[int, int], clip_position: str = "start",
+                 max_videos: Optional[int] = None):
+    """Decode every test view once (as evaluation cuts them).
+
+    Returns ``(clips, meta, failures)``: clips a (V, 3, T, c, c) tensor (or None when nothing decoded),
+    meta one dict per view ``{"path", "video_index", "clip_index", "crop_index"}``, failures
+    ``[{"path", "error"}]`` for videos that could not be decoded.
+    """
+    from ..data import MultiViewDataset
+
+    records = list(records)[:max_videos] if max_videos else list(records)
+    ds = MultiViewDataset(records, settings["num_frames"], settings["sampling_rate"],
+                          crop_size=settings["crop_size"], num_clips=views[0], num_crops=views[1],
+                          mean=settings["mean"], std=settings["std"], clip_position=clip_position,
+                          target_fps=settings["target_fps"])
+    clips, meta, failures, failed = [], [], [], set()
+    for i in range(len(ds)):
+        try:
+            item = ds[i]
+        except Exception as exc:  # noqa: BLE001 - a broken file must not stop the analysis
+            item = {"video": None, "video_index": i // views[0], "path": records[i // views[0]].path,
+                    "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+        if item["video"] is None:
+            if item["video_index"] not in failed:
+                failed.add(item["video_index"])
+                failures.append({"path": item["path"], "error": item["error"] or "could not be decoded"})
+            continue
+        for c in range(item["video"].shape[0]):
+            clips.append(item["video"][c])
+            meta.append({"path": item["path"], "video_index": item["video_index"],
+                         "clip_index": item["clip_index"], "crop_index": c})
+    return (torch.stack(clips) if clips else None), meta, failures
+
+
+# ---------------------------------------------------------------------------------------------
+# forwards
+# ---------------------------------------------------------------------------------------------
+class KeptPositions:
+    """Forward hooks on the ATS blocks that record the (t, p) positions each clip kept.
+
+    Non-invasive: works with any backbone whose ATS blocks return a :class:`~video_ats.tokens.TokenSet`
+    (or a tuple holding one), called as modules (TimeSformer) or through ``forward_dense_ats`` /
+    ``forward_packed`` (X-ViT, wrapped on the instance for the duration of the ``with`` block). ``positions``
+    maps block -> list (one per clip of the last forward) of (n, 2) long tensors [t, p].
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.positions: Dict[int, List[torch.Tensor]] = {}
+        self._handles = []
+        self._wrapped = []
+
+    def __enter__(self):
+        ats = getattr(self.model, "ats", None)
+        blocks = getattr(self.model, "blocks", None)
+        if ats is not None and blocks is not None:
+            for i in ats.blocks:
+                blk = blocks[i]
+                self._handles.append(blk.register_forward_hook(self._hook(i)))
+                # X-ViT calls its ATS blocks through these methods, not as modules: wrap them on the
+                # instance (the class is untouched; __exit__ removes the wrappers).
+                for name in WRAPPED_METHODS:
+                    if hasattr(type(blk), name) and name not in vars(blk):
+                        setattr(blk, name, self._wrap(getattr(blk, name), self._hook(i), blk))
+                        self._wrapped.append((blk, name))
+        return self
+
+    @staticmethod
+    def _wrap(method, hook, module):
+        def wrapper(*args, **kwargs):
+            out = method(*args, **kwargs)
+            hook(module, args, out)
+            return out
+        return wrapper
+
+    def _hook(self, index: int):
+        def fn(module, inputs, output):
+            ts = output if isinstance(output, TokenSet) else next(
+                (o for o in (output if isinstance(output, tuple) else ()) if isinstance(o, TokenSet)), None)
+            if ts is None:
+                return
+            pos = torch.stack([ts.t, ts.p], dim=1).cpu()
+            clip = ts.clip.cpu()
+            self.positions[index] = [pos[clip == b] for b in range(ts.batch_size)]
+        return fn
+
+    def __exit__(self, *exc):
+        for h in self._handles:
+            h.remove()
+        for blk, name in self._wrapped:
+            delattr(blk, name)
+        self._handles, self._wrapped = [], []
+
+
+@torch.no_grad()
+def measure(model: nn.Module, clips: torch.Tensor, batch_size: int = 8, device=None,
+            with_positions: bool = False) -> Dict[str, Any]:
+    """GFLOPs (V,) and kept tokens {block: (V,)} of ``model`` on ``clips``, in batches of views.
+
+    With ``with_positions`` also ``positions`` {block: [ (n, 2) per view ]} (see :class:`KeptPositions`).
+    """
+    device = device or next(model.parameters()).device
+    gflops, kept, positions = [], {}, {}
+    for start in range(0, clips.shape[0], batch_size):
+        x = clips[start:start + batch_size].to(device)
+        meter = FlopMeter(x.shape[0], device=device)
+        hooks = KeptPositions(model) if with_positions else None
+        if hooks is not None:
+            with hooks:
+                model(x, flop_meter=meter)
+            for b, lst in hooks.positions.items():
+                positions.setdefault(b, []).extend(lst)
+        else:
+            model(x, flop_meter=meter)
+        gflops.append(meter.gflops.cpu())
+        for b, t in (getattr(model, "last_kept_tokens", None) or {}).items():
+            kept.setdefault(int(b), []).append(t.cpu())
+    out = {"gflops": torch.cat(gflops) if gflops else torch.zeros(0, dtype=torch.float64),
+           "kept": {b: torch.cat(v) for b, v in kept.items()}}
+    if with_positions:
+        out["positions"] = positions
+    return out
+
+
+def stats(values) -> Optional[Dict[str, float]]:
+    t = torch.as_tensor(values, dtype=torch.float64).flatten()
+    if t.numel() == 0:
+        return None
+    return {"mean": float(t.mean()), "std": float(t.std(correction=0)), "min": float(t.min()),
+            "max": float(t.max())}
+
+
+# ---------------------------------------------------------------------------------------------
+# K scaling
+# ---------------------------------------------------------------------------------------------
+def scale_num_tokens(num_tokens: Sequence, s: float) -> List:
+    """Every K scaled by ``s``: fractions f·s clamped into (0, 1) (6 decimals), ints round(k·s) ≥ 1."""
+    out = []
+    for k in num_tokens:
+        if isinstance(k, float):
+            out.append(min(max(round(k * s, 6), FRACTION_EPS), 1.0 - FRACTION_EPS))
+        else:
+            out.append(max(1, int(round(k * s))))
+    return out
+
+
+def full_scale(num_tokens: Sequence, full_tokens: int) -> float:
+    """The smallest s at which every K covers all ``full_tokens`` tokens (larger s changes nothing)."""
+    s = 1.0
+    for k in num_tokens:
+        s = max(s, (1.0 / k) if isinstance(k, float) else (full_tokens + 0.5) / k)
+    return s
+
+
+def num_patch_tokens(model: nn.Module, settings: Dict[str, Any]) -> int:
+    side = settings["crop_size"] // model.patch_size
+    return settings["num_frames"] * side * side
+
+
+def ats_dict(model_or_cfg) -> Dict[str, Any]:
+    """The ATS dict of a model (validated form)."""
+    ats = getattr(model_or_cfg, "ats", None)
+    return ats.as_dict() if ats is not None else {}
+
+
+def k_bound(num_tokens, n_in: torch.Tensor) -> torch.Tensor:
+    """K resolved on ``n_in`` incoming tokens (ceil for fractions), capped at ``n_in``."""
+    if isinstance(num_tokens, float):
+        k = torch.ceil(n_in.double() * num_tokens).long().clamp(min=1)
+    else:
+        k = torch.full_like(n_in, int(num_tokens))
+    return torch.minimum(k, n_in)
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b) if b else 0
+
+
+__all__ = ["build_eval_model", "records_from_inputs", "decode_views", "measure", "stats", "KeptPositions",
+           "scale_num_tokens", "full_scale", "num_patch_tokens", "k_bound", "resolve_device", "math"]

@@ -1,0 +1,44 @@
+"""`video-ats profile`: GFLOPs per view (dense vs ATS) and kept tokens per ATS block on real clips."""
+from __future__ import annotations
+
+import logging
+import os
+
+HELP = "GFLOPs per view (dense vs ATS) and kept tokens per ATS block on given videos / annotation lists"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--config", required=True, help="YAML recipe with model.ats set")
+    parser.add_argument("--checkpoint", help="weights (default: random init, with a warning)")
+    parser.add_argument("--views", help="CLIPSxCROPS as in evaluation (default: test.views)")
+    parser.add_argument("--data-root", help="folder the annotation paths are relative to")
+    parser.add_argument("--batch-size", type=int, default=8, help="views per forward (default %(default)s)")
+    parser.add_argument("--max-videos", type=int, help="use at most this many videos")
+    parser.add_argument("--output", default="profile.json", help="JSON report (default %(default)s)")
+    parser.add_argument("--plots", metavar="DIR", help="also write token overlays and kept-token histograms here")
+    parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_LIST|key=value",
+                        help="video files and/or annotation files; key=value items are config overrides")
+
+
+def split_inputs(items):
+    overrides = [a for a in items if "=" in a and not os.path.exists(a)]
+    inputs = [a for a in items if a not in overrides]
+    return inputs, overrides
+
+
+def run(args) -> int:
+    from ..engine import config as C
+    from ..analysis import profile as P
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    inputs, overrides = split_inputs(args.inputs)
+    cfg = C.load_config(args.config, overrides)
+    views = C.parse_views(args.views or cfg["test"]["views"], "--views")
+    report = P.profile(cfg, inputs, args.checkpoint, views, args.batch_size, args.data_root, args.plots,
+                       args.max_videos)
+    P.write_json(report, args.output)
+    print(P.format_report(report))
+    for p in report.get("plots", []):
+        print(f"plot: {p}")
+    print(f"report: {os.path.abspath(args.output)}")
+    return 0

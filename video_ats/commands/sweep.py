@@ -1,0 +1,40 @@
+"""`video-ats sweep`: Top-1/Top-5 and GFLOPs at several K scales x selections (ATS, top-K, random) + dense."""
+from __future__ import annotations
+
+import logging
+import os
+
+HELP = "accuracy vs GFLOPs at several K scales for ATS and the top-K / random baselines, plus dense"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--config", required=True, help="YAML recipe with model.ats set (blocks and base K)")
+    parser.add_argument("--checkpoint", help="weights (default: random init, with a warning)")
+    parser.add_argument("--annotations", required=True, help="evaluation annotation file")
+    parser.add_argument("--data-root", help="folder the annotation paths are relative to")
+    parser.add_argument("--scales", type=float, nargs="+", default=[0.3, 0.5, 0.7, 1.0],
+                        help="factors applied to every K (default %(default)s)")
+    parser.add_argument("--selections", nargs="+", default=["ats", "topk", "random"],
+                        help="token selections to compare (default %(default)s)")
+    parser.add_argument("--views", help="CLIPSxCROPS (default: test.views)")
+    parser.add_argument("--max-videos", type=int, help="use at most this many videos")
+    parser.add_argument("--output", required=True, help="folder for sweep.json, sweep.csv, accuracy_vs_gflops.png")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
+
+
+def run(args) -> int:
+    from ..engine import config as C
+    from ..engine.builders import check_writable_dir
+    from ..analysis import sweep as S
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    cfg = C.load_config(args.config, args.overrides)
+    views = C.parse_views(args.views or cfg["test"]["views"], "--views")
+    check_writable_dir(args.output, "sweep output folder")
+    print(S.HEADER)
+    result = S.sweep(cfg, args.checkpoint, args.annotations, args.scales, args.selections, views, args.data_root,
+                     args.max_videos, progress=lambda line: print(line, flush=True))
+    paths = S.write_outputs(result, args.output)
+    for name, p in paths.items():
+        print(f"{name}: {os.path.abspath(p)}")
+    return 0
