@@ -87,6 +87,11 @@ class Groups:
             return body.reshape(b, p, t, c).transpose(1, 2).reshape(b * t * p, c)
         return y.reshape(-1, c).index_select(0, self.slot)
 
+    def slots_per_clip(self, batch_size: int) -> torch.Tensor:
+        """Σ over each clip's groups of (lead + group size): e.g. the keys one CLS query per group sees."""
+        out = torch.zeros(batch_size, dtype=torch.float64, device=self.sizes.device)
+        return out.index_add_(0, self.clip, (self.sizes + self.lead).double())
+
     def pairs_per_clip(self, batch_size: int, keys: Optional["Groups"] = None) -> torch.Tensor:
         """Σ over each clip's groups of (query slots × key slots): the attention matmul size."""
         q = (self.sizes + self.lead).double()

@@ -40,6 +40,10 @@ def add_arguments(parser) -> None:
                         help="keyframe interval in frames (default: one second, = fps)")
     parser.add_argument("--workers", type=int, default=None,
                         help="encoding processes (default: CPU count, at most 8)")
+    parser.add_argument("--object-scale", type=float, nargs=2, default=(0.10, 0.14), metavar=("MIN", "MAX"),
+                        help="shape half-size range as a fraction of the short side (default 0.10 0.14)")
+    parser.add_argument("--texture-contrast", type=float, default=20.0,
+                        help="background texture amplitude, 0-255 scale (default %(default)s)")
 
 
 def run(args) -> int:
@@ -56,7 +60,8 @@ def run(args) -> int:
     paths = make_synthetic(args.out, classes=args.classes, videos_per_class=args.videos_per_class,
                            size=size, seconds=args.seconds, fps=args.fps, seed=args.seed,
                            val_fraction=args.val_fraction, workers=args.workers,
-                           gop=args.gop)
+                           gop=args.gop, object_scale=tuple(args.object_scale),
+                           texture_contrast=args.texture_contrast)
     n = args.classes * args.videos_per_class
     print(f"wrote {n} videos ({args.classes} classes, {size[0]}x{size[1]}, {args.seconds:g} s at "
           f"{args.fps} fps) to {paths['root']} in {time.time() - t0:.1f} s")

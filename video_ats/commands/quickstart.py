@@ -16,8 +16,8 @@ HELP = "train + evaluate a tiny TimeSformer with and without ATS on generated vi
 
 # the recipe of configs/synthetic/timesformer_tiny.yaml (+ _ats.yaml), kept here so that an installed
 # package runs without the repository's configs folder
-DATA = dict(classes=4, videos_per_class=40, size=(96, 72), seconds=2.0, fps=30, seed=0)
-MODEL_KWARGS = "{img_size: 64, patch_size: 8, embed_dim: 96, depth: 4, num_heads: 3, num_frames: 8, sampling_rate: 4}"
+DATA = dict(classes=4, videos_per_class=40, size=(96, 72), seconds=2.0, fps=30, seed=0, texture_contrast=20.0)
+MODEL_KWARGS = "{img_size: 64, patch_size: 16, embed_dim: 128, depth: 4, num_heads: 4, num_frames: 8, sampling_rate: 4}"
 ATS = "{blocks: [1, 2], num_tokens: [0.5, 0.3]}"
 
 
@@ -26,8 +26,8 @@ def add_arguments(parser) -> None:
                         help="results folder (default %(default)s)")
     parser.add_argument("--data", default=None, help="synthetic dataset cache (default: "
                         "$VIDEO_ATS_CACHE or ~/.cache/video-ats, subfolder synthetic-quickstart-v1)")
-    parser.add_argument("--epochs", type=int, default=8, help="dense training epochs (default %(default)s)")
-    parser.add_argument("--ats-epochs", type=int, default=2, help="ATS fine-tuning epochs (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=40, help="dense training epochs (default %(default)s)")
+    parser.add_argument("--ats-epochs", type=int, default=6, help="ATS fine-tuning epochs (default %(default)s)")
     parser.add_argument("--videos-per-class", type=int, default=DATA["videos_per_class"],
                         help="synthetic videos per class (default %(default)s)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="extra config overrides for both runs")
@@ -47,7 +47,8 @@ def _dataset(path: str, videos_per_class: int) -> dict:
     t0 = time.time()
     print(f"[1/4] synthetic dataset: writing {spec['classes'] * videos_per_class} videos to {path} ...", flush=True)
     paths = make_synthetic(path, classes=spec["classes"], videos_per_class=videos_per_class,
-                           size=tuple(spec["size"]), seconds=spec["seconds"], fps=spec["fps"], seed=spec["seed"])
+                           size=tuple(spec["size"]), seconds=spec["seconds"], fps=spec["fps"], seed=spec["seed"],
+                           texture_contrast=spec["texture_contrast"])
     with open(marker, "w") as f:
         json.dump({"spec": spec, "paths": paths}, f, indent=1)
     print(f"      done in {time.time() - t0:.0f} s", flush=True)
@@ -85,7 +86,7 @@ def run(args) -> int:
         f"data.data_root={paths['root']}", "data.scale_range=[64, 80]", "data.num_workers=2",
         # the synthetic classes include left- vs right-moving objects: a horizontal flip would swap them
         "data.flip=false",
-        "train.batch_size=16", "train.optimizer=adamw", "train.lr=0.002", "train.weight_decay=0.05",
+        "train.batch_size=8", "train.optimizer=adamw", "train.lr=0.001", "train.weight_decay=0.05",
         "train.scheduler=cosine", "train.min_lr=0.00001", "train.clip_grad=1.0", "train.eval_every=0",
         "test.views=1x3", "test.batch_size=8", "device=cpu",
     ]

@@ -108,7 +108,7 @@ class DividedSpaceTimeBlock(nn.Module):
                 q = out_frames.pad(q_tok, qkv_cls[..., :d]).view(b * t, -1, heads, d // heads).transpose(1, 2)
                 out_ts.groups("position")     # the next block's temporal groups: ATS bookkeeping too
             if meter is not None:
-                meter.add(_row_pairs(frames, b) * d)          # the extra CLS-row logits
+                meter.add(frames.slots_per_clip(b) * d)          # the extra CLS-row logits
         o = merge_heads(self.attn.attend(q, k, v, key_mask))                            # (B·T, Lq, D)
         res_tok = self.attn.project(out_frames.unpad(o))
         res_cls = self.attn.project(o[:, :1]).view(b, t, d).mean(dim=1, keepdim=True)  # average over frames
@@ -131,11 +131,6 @@ class DividedSpaceTimeBlock(nn.Module):
         clip = torch.cat([ts.clip, torch.arange(ts.batch_size, device=y.device)])
         return drop_path_packed(y, clip, ts.batch_size, self.drop_path, self.training)
 
-
-def _row_pairs(frames, batch_size: int) -> torch.Tensor:
-    """(clip,) key slots seen by the extra CLS-row logits of an ATS block: Σ_frames (1 + n_frame)."""
-    out = torch.zeros(batch_size, dtype=torch.float64, device=frames.sizes.device)
-    return out.index_add_(0, frames.clip, (frames.sizes + frames.lead).double())
 
 
 class TimeSformer(nn.Module):

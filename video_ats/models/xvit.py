@@ -244,16 +244,11 @@ class SpaceTimeMixingBlock(nn.Module):
         rows = rows + _drop_path(self.mlp(self.norm2(rows)), frame, b * t, self.drop_path, self.training)
         m_out = idx.numel()
         if meter is not None:
-            meter.add(_row_pairs(frames, b) * d)                             # the extra CLS-row logits
+            meter.add(frames.slots_per_clip(b) * d)                             # the extra CLS-row logits
             meter.attention(out_frames.pairs_per_clip(b, keys=frames), d)
             self._meter_tail(meter, out_ts.num_tokens + t, d)
         return out_ts.replace(rows[:m_out], cls=rows[m_out:].view(b, t, d)), rows
 
-
-def _row_pairs(frames, batch_size: int) -> torch.Tensor:
-    """(clip,) key slots seen by the CLS-row logits of an ATS block: Σ_frames (1 + n_frame)."""
-    out = torch.zeros(batch_size, dtype=torch.float64, device=frames.sizes.device)
-    return out.index_add_(0, frames.clip, (frames.sizes + frames.lead).double())
 
 
 class HeadBlock(nn.Module):
