@@ -30,6 +30,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ats-epochs", type=int, default=6, help="ATS fine-tuning epochs (default %(default)s)")
     parser.add_argument("--videos-per-class", type=int, default=DATA["videos_per_class"],
                         help="synthetic videos per class (default %(default)s)")
+    parser.add_argument("--sweep", action="store_true",
+                        help="then the synthetic benchmark: the dense model with ATS off the shelf and the top-K / "
+                             "random baselines at several K scales, plus the fine-tuned ATS model: Top-1 vs GFLOPs "
+                             "per view table and curve in OUT/sweep/")
+    parser.add_argument("--scales", type=float, nargs="+", default=[0.4, 0.7, 1.0, 1.4, 1.9],
+                        help="K scales for --sweep (of the quickstart's K), default %(default)s; put key=value "
+                             "overrides before this option")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="extra config overrides for both runs")
 
 
@@ -55,13 +62,18 @@ def _dataset(path: str, videos_per_class: int) -> dict:
     return paths
 
 
+def _fmt(value, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
 def table(rows) -> str:
     head = "| model | Top-1 | Top-5 | GFLOPs/view (mean ± std) | dense GFLOPs/view | clips/s |"
     lines = [head, "|---|---:|---:|---:|---:|---:|"]
     for name, r in rows:
         g = r["gflops_per_view"]
-        lines.append(f"| {name} | {r['top1']:.1f} | {r['top5']:.1f} | {g['mean']:.4f} ± {g['std']:.4f} | "
-                     f"{r['dense_gflops_per_view']:.4f} | {r['views_per_second']:.1f} |")
+        lines.append(f"| {name} | {_fmt(r['top1'], '.1f')} | {_fmt(r['top5'], '.1f')} | {_fmt(g['mean'], '.4f')} ± "
+                     f"{_fmt(g['std'], '.4f')} | {_fmt(r['dense_gflops_per_view'], '.4f')} | "
+                     f"{_fmt(r['views_per_second'], '.1f')} |")
     return "\n".join(lines)
 
 
@@ -69,6 +81,7 @@ def run(args) -> int:
     from ..engine import distributed as D
     from ..engine.builders import check_writable_dir
     from ..engine.config import load_config
+    from ..engine.evaluate import predictions_path
     from ..engine.train import train
     from .test import run_test
 
@@ -110,7 +123,11 @@ def run(args) -> int:
     rows = []
     for name, cfg, d in (("TimeSformer-tiny (dense)", dense_cfg, dense_dir), ("TimeSformer-tiny + ATS", ats_cfg, ats_dir)):
         cfg["model"]["pretrained"] = None
-        res = run_test(cfg, os.path.join(d, "checkpoints", "last.pt"), os.path.join(d, "results.json"), info)
+        result_path = os.path.join(d, "results.json")
+        for stale in (result_path, predictions_path(result_path)):   # always re-measure, never resume here
+            if os.path.exists(stale):
+                os.remove(stale)
+        res = run_test(cfg, os.path.join(d, "checkpoints", "last.pt"), result_path, info)
         rows.append((name, res))
     text = table(rows)
     chance = 100.0 / DATA["classes"]
@@ -123,6 +140,37 @@ def run(args) -> int:
     with open(os.path.join(out, "quickstart.md"), "w") as f:
         f.write(text + "\n\n" + summary + "\n")
     with open(os.path.join(out, "quickstart.json"), "w") as f:
-        json.dump({"rows": [{"model": n, **r} for n, r in rows], "summary": summary}, f, indent=2)
+        json.dump({"rows": [{"name": n, **r} for n, r in rows], "summary": summary}, f, indent=2)
     print(f"written to {os.path.join(out, 'quickstart.md')}")
+    if args.sweep:
+        _benchmark_sweep(ats_cfg, dense_dir, paths, rows[1][1], args.scales, os.path.join(out, "sweep"))
     return 0
+
+
+def _benchmark_sweep(ats_cfg, dense_dir: str, paths: dict, ats_result: dict, scales, out_dir: str) -> None:
+    """The dense model with ATS off the shelf and the top-K / random baselines (same blocks, K scaled),
+    plus the fine-tuned ATS model: one Top-1 vs GFLOPs-per-view table and curve."""
+    from ..analysis.sweep import HEADER, format_row, sweep, write_outputs
+
+    print(f"[sweep] dense checkpoint with ATS / top-K / random at K scales {list(scales)}", flush=True)
+    cfg = dict(ats_cfg, model=dict(ats_cfg["model"], pretrained=None))
+    result = sweep(cfg, os.path.join(dense_dir, "checkpoints", "last.pt"), paths["val_csv"], scales,
+                   ["ats", "topk", "random"], (1, 3), data_root=paths["root"], progress=None)
+    g = ats_result.get("gflops_per_view") or {}
+    result["rows"].append({"selection": "ats fine-tuned", "scale": 1.0,
+                           "num_tokens": ats_cfg["model"]["ats"]["num_tokens"], "top1": ats_result["top1"],
+                           "top5": ats_result["top5"], "gflops_mean": g.get("mean"), "gflops_std": g.get("std"),
+                           "num_videos": ats_result["num_videos"], "num_failed": ats_result["num_failed"]})
+    files = write_outputs(result, out_dir)
+    print(HEADER)
+    for r in result["rows"]:
+        print(format_row(r))
+    dense = result["rows"][0]
+    best = [r for r in result["rows"][1:] if r["selection"].startswith("ats") and r["top1"] is not None
+            and r["top1"] >= dense["top1"] - 0.5]
+    if best:
+        r = min(best, key=lambda r: r["gflops_mean"])
+        print(f"cheapest ATS within 0.5 pt of dense Top-1: {r['selection']} K={r['num_tokens']} "
+              f"{r['top1']:.1f} vs {dense['top1']:.1f} at {r['gflops_mean']:.4g} GFLOPs/view "
+              f"({100 * (1 - r['gflops_mean'] / dense['gflops_mean']):.0f} % fewer)")
+    print(f"written to {files['csv']} and {files['png']}")
