@@ -1,10 +1,11 @@
+"""Shared test fixtures: generated data (data_*, engine_*) and model helpers."""
+import pytest
 
 
 # ---- data pipeline fixtures (video_ats.data); names prefixed data_ -------------------------------
-import pytest as _data_pytest
 
 
-@_data_pytest.fixture(scope="session")
+@pytest.fixture(scope="session")
 def data_synthetic(tmp_path_factory):
     """A tiny synthetic Kinetics-format dataset (4 classes x 3 videos, 64x48, 1.5 s at 30 fps)."""
     from video_ats.data import make_synthetic
@@ -14,14 +15,14 @@ def data_synthetic(tmp_path_factory):
                           fps=30, seed=0, val_fraction=0.34, workers=2)
 
 
-@_data_pytest.fixture(scope="session")
+@pytest.fixture(scope="session")
 def data_video_dir(tmp_path_factory):
     """A session folder for hand-made test videos."""
     return tmp_path_factory.mktemp("data_videos")
 
 
 # ---- engine fixtures (video_ats.engine: train/test/quickstart); names prefixed engine_ -----------
-@_data_pytest.fixture(scope="session")
+@pytest.fixture(scope="session")
 def engine_data(tmp_path_factory):
     """Synthetic dataset for the engine tests: 4 classes x 6 videos (4 train + 2 val), 48x32, 1 s."""
     from video_ats.data import make_synthetic
@@ -47,7 +48,24 @@ def engine_overrides(data, out_dir, **extra):
     return [f"{k}={v}" for k, v in ov.items()]
 
 
-@_data_pytest.fixture(scope="session")
+@pytest.fixture(scope="session")
 def engine_ov():
     """The :func:`engine_overrides` builder, as a fixture."""
     return engine_overrides
+
+
+# ---- model fixtures ------------------------------------------------------------------------------
+@pytest.fixture
+def force_packed_tokens(monkeypatch):
+    """Make every new TokenSet take the gather/pad path instead of the copy-free dense views, so tests
+    can check that the machinery used after ATS computes exactly what the dense reshapes compute."""
+    from video_ats.tokens import TokenSet
+
+    orig = TokenSet.from_grid.__func__
+
+    def not_dense(cls, *a, **k):
+        ts = orig(cls, *a, **k)
+        ts.dense = False
+        return ts
+
+    monkeypatch.setattr(TokenSet, "from_grid", classmethod(not_dense))

@@ -34,19 +34,13 @@ def test_dense_matches_official_forward(shape):
         torch.testing.assert_close(m(x), official_timesformer_forward(m, x), atol=1e-5, rtol=0)
 
 
-def test_padded_group_path_equals_dense_view_path(monkeypatch):
+def test_padded_group_path_equals_dense_view_path(request):
     """The gather/pad machinery used after ATS computes exactly what the dense reshapes compute."""
     m = tiny()
     x = clips(2)
     with torch.no_grad():
         ref = m(x)
-        orig = TokenSet.from_grid.__func__
-
-        def not_dense(cls, *a, **k):
-            ts = orig(cls, *a, **k)
-            ts.dense = False
-            return ts
-        monkeypatch.setattr(TokenSet, "from_grid", classmethod(not_dense))
+        request.getfixturevalue("force_packed_tokens")
         torch.testing.assert_close(m(x), ref, atol=1e-5, rtol=0)
 
 

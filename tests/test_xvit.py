@@ -170,17 +170,11 @@ def test_config_and_presets():
     {"blocks": [0, 2], "num_tokens": 10**4, "score_mode": "official"},
 ])
 @pytest.mark.parametrize("packed", [False, True])
-def test_ats_keeping_every_token_reproduces_dense(ats, packed, monkeypatch):
+def test_ats_keeping_every_token_reproduces_dense(ats, packed, request):
     dense, m = tiny(), tiny(ats=ats)
     x = clips(3)
     if packed:       # force the gather/pad path (not the copy-free dense views) after the ATS block
-        orig = TokenSet.from_grid.__func__
-
-        def not_dense(cls, *a, **k):
-            ts = orig(cls, *a, **k)
-            ts.dense = False
-            return ts
-        monkeypatch.setattr(TokenSet, "from_grid", classmethod(not_dense))
+        request.getfixturevalue("force_packed_tokens")
     with torch.no_grad():
         ref, out = dense(x), m(x)
     assert all((k == 8 * 16).all() for k in m.last_kept_tokens.values())

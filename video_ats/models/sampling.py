@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from typing import Dict, Optional
+
 from ..ats import ATSConfig, scores_from_value_norms
 from ..tokens import Groups, TokenSet
 
@@ -32,3 +34,22 @@ def select_tokens(ts: TokenSet, frames: Groups, cls_attn: torch.Tensor, v: torch
     scores = scores_from_value_norms(a, norms, cfg.score_mode, valid)    # (B, N), Σ over a clip = 1
     kept = cfg.select(scores, block, valid)
     return kept.view(-1)[flat]
+
+
+class TokenSampling:
+    """What both backbones share about ATS: the validated configuration (``self.ats``), switching it
+    (``set_ats``), the sampler of a given block, and the per-clip kept counts of the last forward."""
+
+    depth: int
+
+    def _init_ats(self, ats) -> None:
+        self.ats: Optional[ATSConfig] = ATSConfig.from_any(ats, self.depth)
+        self.last_kept_tokens: Dict[int, torch.Tensor] = {}
+
+    def set_ats(self, ats) -> None:
+        """Replace the ATS configuration (None turns ATS off); validated against the depth."""
+        self.ats = ATSConfig.from_any(ats, self.depth)
+
+    def ats_at(self, block: int) -> Optional[ATSConfig]:
+        """The configuration if ``block`` ends with an ATS step, else None."""
+        return self.ats if self.ats is not None and self.ats.num_tokens_at(block) is not None else None

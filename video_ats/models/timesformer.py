@@ -27,7 +27,7 @@ from ..flops import FlopMeter
 from ..tokens import TokenSet
 from .layers import init_vit_weights, Attention, Mlp, attention_row, drop_path_packed, merge_heads, split_heads
 from .registry import preset
-from .sampling import ATS_PROFILE_LABEL, select_tokens
+from .sampling import ATS_PROFILE_LABEL, TokenSampling, select_tokens
 
 KINETICS_MEAN = (0.45, 0.45, 0.45)
 KINETICS_STD = (0.225, 0.225, 0.225)
@@ -133,7 +133,7 @@ class DividedSpaceTimeBlock(nn.Module):
 
 
 
-class TimeSformer(nn.Module):
+class TimeSformer(TokenSampling, nn.Module):
     """TimeSformer with divided space-time attention; ``ats`` adds Adaptive Token Sampling.
 
     Input (B, 3, T, H, W) float, output (B, num_classes) logits. After each forward,
@@ -168,8 +168,7 @@ class TimeSformer(nn.Module):
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head_drop = nn.Dropout(head_drop_rate)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-        self.ats = ATSConfig.from_any(ats, depth)
-        self.last_kept_tokens: Dict[int, torch.Tensor] = {}
+        self._init_ats(ats)
         self._init_weights()
 
     # -- initialisation as in the official code ------------------------------------------------------
@@ -185,10 +184,6 @@ class TimeSformer(nn.Module):
     @property
     def head_keys(self):
         return ("head.weight", "head.bias")
-
-    def set_ats(self, ats) -> None:
-        """Replace the ATS configuration (None turns ATS off); validated against the depth."""
-        self.ats = ATSConfig.from_any(ats, self.depth)
 
     # -- embeddings ----------------------------------------------------------------------------------
     def _embed(self, x: torch.Tensor, meter: Optional[FlopMeter]) -> TokenSet:
@@ -229,7 +224,7 @@ class TimeSformer(nn.Module):
         ts = self._embed(x, flop_meter)
         kept: Dict[int, torch.Tensor] = {}
         for i, blk in enumerate(self.blocks):
-            ats = self.ats if self.ats is not None and self.ats.num_tokens_at(i) is not None else None
+            ats = self.ats_at(i)
             ts = blk(ts, ats, i, flop_meter)
             if ats is not None:
                 kept[i] = ts.num_tokens.detach()

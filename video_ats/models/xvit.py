@@ -40,7 +40,7 @@ from ..flops import FlopMeter
 from ..tokens import TokenSet
 from .layers import init_vit_weights, Attention, Mlp, attention_row, merge_heads, split_heads
 from .registry import preset
-from .sampling import select_tokens
+from .sampling import TokenSampling, select_tokens
 
 XVIT_MEAN = (0.5, 0.5, 0.5)
 XVIT_STD = (0.5, 0.5, 0.5)
@@ -302,7 +302,7 @@ class TemporalHead(nn.Module):
 
 # -- the model ----------------------------------------------------------------------------------------
 
-class XViT(nn.Module):
+class XViT(TokenSampling, nn.Module):
     """X-ViT with space-time mixing attention and the temporal ("vit") head; ``ats`` adds ATS.
 
     Input (B, 3, T, H, W) float, output (B, num_classes) logits. After each forward,
@@ -357,8 +357,7 @@ class XViT(nn.Module):
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head = TemporalHead(embed_dim, num_classes, head_depth, head_num_heads, head_mlp_dim, mlp_ratio,
                                  head_drop_rate)
-        self.ats = ATSConfig.from_any(ats, depth)
-        self.last_kept_tokens: Dict[int, torch.Tensor] = {}
+        self._init_ats(ats)
         self._init_weights()
 
     def _init_weights(self):
@@ -370,10 +369,6 @@ class XViT(nn.Module):
     @property
     def head_keys(self):
         return ("head.mlp_head.4.weight", "head.mlp_head.4.bias")
-
-    def set_ats(self, ats) -> None:
-        """Replace the ATS configuration (None turns ATS off); validated against the depth."""
-        self.ats = ATSConfig.from_any(ats, self.depth)
 
     # -- embeddings ----------------------------------------------------------------------------------
     def _embed(self, x: torch.Tensor, meter: Optional[FlopMeter]) -> torch.Tensor:
@@ -420,7 +415,7 @@ class XViT(nn.Module):
         rows = None
         kept: Dict[int, torch.Tensor] = {}
         for i, blk in enumerate(self.blocks):
-            ats = self.ats if self.ats is not None and self.ats.num_tokens_at(i) is not None else None
+            ats = self.ats_at(i)
             if layout is None and ats is None:
                 h = blk.forward_dense(h, self.num_segments, self.fold, flop_meter, t)
                 continue
