@@ -77,3 +77,18 @@ def test_shipped_configs_are_valid(path):
     if cfg["model"]["ats"]:
         model_cls_depth = (cfg["model"]["kwargs"] or {}).get("depth", 12)
         video_ats.ATSConfig.from_any(cfg["model"]["ats"], model_cls_depth)
+
+
+def test_frame_spacing_defaults_to_pyslowfast_and_reaches_the_datasets():
+    from video_ats.engine.builders import model_data_settings
+    from video_ats.models import create_model
+
+    cfg = load_config(None, ["model.name=timesformer", "model.kwargs={img_size: 32, patch_size: 8, depth: 1, "
+                             "embed_dim: 32, num_heads: 2}"])
+    assert cfg["data"]["frame_spacing"] == "pyslowfast"
+    model = create_model("timesformer", img_size=32, patch_size=8, depth=1, embed_dim=32, num_heads=2)
+    assert model_data_settings(cfg, model)["frame_spacing"] == "pyslowfast"
+    stride = load_config(None, ["data.frame_spacing=stride"])
+    assert model_data_settings(stride, model)["frame_spacing"] == "stride"
+    with pytest.raises(UserError, match="frame_spacing.*pyslowfast, stride"):
+        load_config(None, ["data.frame_spacing=even"])

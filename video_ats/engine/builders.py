@@ -56,6 +56,7 @@ def model_data_settings(cfg: Dict[str, Any], model: nn.Module) -> Dict[str, Any]
         "mean": tuple(float(v) for v in pick("mean", "mean", (0.45,) * 3)),
         "std": tuple(float(v) for v in pick("std", "std", (0.225,) * 3)),
         "target_fps": d["target_fps"],
+        "frame_spacing": d["frame_spacing"],
     }
     if float(out["sampling_rate"]).is_integer():
         out["sampling_rate"] = int(out["sampling_rate"])

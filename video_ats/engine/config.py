@@ -53,6 +53,8 @@ SCHEMA: Dict[str, Any] = {
         "scale_range": ("list", [256, 320], "training short-side jitter [min, max]"),
         "flip": ("bool", True, "random horizontal flip in training"),
         "target_fps": ("float?", 30.0, "sampling_rate counts frames at this rate (null: native frames)"),
+        "frame_spacing": ("str", "pyslowfast", "pyslowfast (linspace over the clip window, as the official "
+                                               "checkpoints were trained) | stride (exactly every rate-th frame)"),
         "num_workers": ("int", 4, "DataLoader worker processes per rank"),
         "max_retries": ("int", 10, "training: undecodable videos replaced by another sample this often"),
     },
@@ -104,6 +106,7 @@ CHOICES = {
     "train.amp_dtype": ("float16", "bfloat16"),
     "test.combine": ("softmax_mean", "logit_sum"),
     "test.clip_position": ("start", "center"),
+    "data.frame_spacing": ("pyslowfast", "stride"),
 }
 POSITIVE = ("train.epochs", "train.batch_size", "test.batch_size", "train.log_every", "train.ckpt_every_epochs",
             "model.num_classes")

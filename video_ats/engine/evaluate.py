@@ -129,7 +129,7 @@ def build_test_loader(records: Sequence, settings: Dict[str, Any], views: Tuple[
     ds = MultiViewDataset(records, settings["num_frames"], settings["sampling_rate"],
                           crop_size=settings["crop_size"], num_clips=num_clips, num_crops=num_crops,
                           mean=settings["mean"], std=settings["std"], clip_position=clip_position,
-                          target_fps=settings["target_fps"])
+                          target_fps=settings["target_fps"], frame_spacing=settings["frame_spacing"])
     if batches is None:
         batches = shard_batches(len(records), num_clips, batch_videos, rank, world_size)
     loader = DataLoader(ds, batch_sampler=batches, collate_fn=collate_views, num_workers=num_workers,

@@ -74,7 +74,8 @@ def build_train_loader(cfg: Dict[str, Any], records, settings: Dict[str, Any], i
         logger.info("data.scale_range below the crop size; using [%d, %d]", lo, hi)
     ds = TrainDataset(records, settings["num_frames"], settings["sampling_rate"], crop_size=crop,
                       scale_range=(lo, hi), mean=settings["mean"], std=settings["std"], flip=cfg["data"]["flip"],
-                      target_fps=settings["target_fps"], max_retries=cfg["data"]["max_retries"], seed=cfg["seed"])
+                      target_fps=settings["target_fps"], max_retries=cfg["data"]["max_retries"], seed=cfg["seed"],
+                      frame_spacing=settings["frame_spacing"])
     bs, world = t["batch_size"], info.world_size
     per_step = bs * world
     gb = t["global_batch_size"] or per_step
