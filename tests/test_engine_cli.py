@@ -1,8 +1,6 @@
 """CLI: `video-ats test/train` bad inputs give one-line errors (exit 2); results.json schema."""
 import json
-import os
 
-import pytest
 import torch
 
 import video_ats

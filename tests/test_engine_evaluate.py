@@ -5,7 +5,6 @@ import os
 import pytest
 import torch
 
-import video_ats
 from video_ats.data import MultiViewDataset, read_annotations
 from video_ats.engine import build_model, load_config, model_data_settings
 from video_ats.engine.evaluate import combine_views, evaluate, predictions_path, summarize, write_results

@@ -3,10 +3,9 @@ import pytest
 import torch
 
 import video_ats
-from video_ats.ats import ATSConfig, significance_scores
+from video_ats.ats import ATSConfig
 from video_ats.errors import UserError
 from video_ats.reference import official_timesformer_forward
-from video_ats.tokens import TokenSet
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=64, depth=4, num_heads=4, num_frames=4, num_classes=7)
 

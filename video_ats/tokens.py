@@ -144,8 +144,9 @@ class TokenSet:
                         self.dense, self._groups)
 
     def keep(self, kept: torch.Tensor, x: Optional[torch.Tensor] = None) -> "TokenSet":
-        """The subset where ``kept`` (M,) is True; ``x`` (M, D) replaces the features first if given."""
-        idx = kept.nonzero().squeeze(1)
+        """The subset given by ``kept``: a (M,) bool mask or the sorted packed indices to keep; ``x``
+        (M, D) replaces the features first if given."""
+        idx = kept.nonzero().squeeze(1) if kept.dtype == torch.bool else kept
         x = self.x if x is None else x
         dense = self.dense and idx.numel() == self.x.shape[0]
         return TokenSet(x.index_select(0, idx), self.cls, self.clip[idx], self.t[idx], self.p[idx],

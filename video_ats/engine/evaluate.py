@@ -25,7 +25,6 @@ from __future__ import annotations
 import glob
 import json
 import logging
-import math
 import os
 import shutil
 import time

@@ -101,10 +101,10 @@ class DividedSpaceTimeBlock(nn.Module):
             # attention output only for CLS + kept queries (rows of the same attention matrix).
             with record_function(ATS_PROFILE_LABEL):
                 cls_attn = attention_row(q[:, :, 0], k, key_mask)
-                kept = select_tokens(ts, frames, cls_attn, v, ats, index)
+                kept = select_tokens(ts, frames, cls_attn, v, ats, index).nonzero().squeeze(1)
                 out_ts = ts.keep(kept, x=xt)
                 out_frames = out_ts.groups("frame", lead=1)
-                q_tok = qkv_tok.index_select(0, kept.nonzero().squeeze(1))[:, :d]
+                q_tok = qkv_tok.index_select(0, kept)[:, :d]
                 q = out_frames.pad(q_tok, qkv_cls[..., :d]).view(b * t, -1, heads, d // heads).transpose(1, 2)
                 out_ts.groups("position")     # the next block's temporal groups: ATS bookkeeping too
             if meter is not None:

@@ -231,8 +231,7 @@ class SpaceTimeMixingBlock(nn.Module):
         cls_attn = attention_row(q[:, :, 0], k, key_mask)
         kept = select_tokens(ts, frames, cls_attn, v, ats, index)
         idx = kept.nonzero().squeeze(1)                                   # the one host sync here
-        out_ts = TokenSet(x_tok.index_select(0, idx), ts.cls, ts.clip[idx], ts.t[idx], ts.p[idx], ts.grid,
-                          dense=ts.dense and idx.numel() == ts.clip.numel())
+        out_ts = ts.keep(idx, x=x_tok)
         out_frames = out_ts.groups("frame", lead=1)
         qo = out_frames.pad(q_tok.index_select(0, idx), q_cls.reshape(b * t, 1, d))
         qo = qo.view(b * t, -1, heads, d // heads).transpose(1, 2)
