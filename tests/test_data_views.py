@@ -134,3 +134,12 @@ def test_train_dataset_rejects_bad_settings(pattern_videos):
         TrainDataset([], 8, 4)
     with pytest.raises(UserError, match="clip_position"):
         MultiViewDataset(rec, 8, 4, clip_position="middle")
+
+
+def test_crop_offsets_follow_pyslowfast_uniform_crop():
+    # PySlowFast: left/top 0, centre ceil((L - size) / 2), right/bottom L - size
+    ds = MultiViewDataset([], 8, 4, crop_size=224)
+    assert ds.crop_offsets(227) == [0, 2, 3]
+    assert ds.crop_offsets(298) == [0, 37, 74]
+    assert ds.crop_offsets(224) == [0, 0, 0]
+    assert MultiViewDataset([], 8, 4, crop_size=224, num_crops=1).crop_offsets(227) == [2]

@@ -210,10 +210,11 @@ class MultiViewDataset(Dataset):
     def crop_offsets(self, length: int) -> List[int]:
         """Offsets of the spatial crops along the long side of ``length`` pixels."""
         room = max(length - self.crop_size, 0)
+        centre = (room + 1) // 2          # PySlowFast's uniform_crop: ceil((length - size) / 2)
         if self.num_crops == 1:
-            return [room // 2]
-        # 0, ..., centre, ..., room (3 crops: 0 / room // 2 / room)
-        return [int(round(room * i / (self.num_crops - 1))) if 2 * i != self.num_crops - 1 else room // 2
+            return [centre]
+        # 0, ..., centre, ..., room (3 crops: 0 / centre / room, as PySlowFast)
+        return [int(round(room * i / (self.num_crops - 1))) if 2 * i != self.num_crops - 1 else centre
                 for i in range(self.num_crops)]
 
     def load(self, record: VideoRecord, clip_index: int) -> torch.Tensor:

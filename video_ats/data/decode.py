@@ -18,6 +18,7 @@ Frame-index conventions (PySlowFast-style, see ``docs/data.md``):
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
@@ -146,9 +147,10 @@ def target_hw(height: int, width: int, size: SizeArg) -> Tuple[int, int]:
     if isinstance(size, (tuple, list)):
         return int(size[0]), int(size[1])
     s = int(size)
+    # the long side is floored, as PySlowFast's short-side scaling does
     if height <= width:
-        return s, max(s, int(round(width * s / height)))
-    return max(s, int(round(height * s / width))), s
+        return s, max(s, int(math.floor(width * s / height)))
+    return max(s, int(math.floor(height * s / width))), s
 
 
 def _check_file(path: str) -> None:
