@@ -9,6 +9,7 @@ import torch
 
 from video_ats.data import MultiViewDataset, TrainDataset, VideoRecord, collate_views
 from video_ats.data.synthetic import write_video
+from video_ats.errors import UserError
 
 N_FRAMES = 40
 ID = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))  # leave values in [0, 1]
@@ -143,3 +144,37 @@ def test_crop_offsets_follow_pyslowfast_uniform_crop():
     assert ds.crop_offsets(298) == [0, 37, 74]
     assert ds.crop_offsets(224) == [0, 0, 0]
     assert MultiViewDataset([], 8, 4, crop_size=224, num_crops=1).crop_offsets(227) == [2]
+
+
+def test_pyslowfast_resize_matches_a_by_hand_pyslowfast_computation(pattern_videos):
+    """resize="pyslowfast": full-size decode, bilinear F.interpolate (align_corners=False) of the short side
+    to the crop size (long side floored), uniform_crop offsets, then normalisation."""
+    import math
+
+    import torch.nn.functional as F
+
+    from video_ats.data import decode_frames, sample_clip_indices
+    from video_ats.data.decode import probe_video
+
+    path = pattern_videos["landscape"]
+    mean, std = (0.45, 0.4, 0.5), (0.225, 0.2, 0.25)
+    ds = MultiViewDataset([VideoRecord(path, 0)], 4, 2, crop_size=32, mean=mean, std=std, resize="pyslowfast")
+    got = ds[0]["video"]                                             # (3 crops, 3, T, 32, 32)
+    info = probe_video(path)
+    idx = sample_clip_indices(info.num_frames, 4, 2, fps=info.fps, clip_index=0, num_clips=1)
+    frames = decode_frames(path, idx).permute(0, 3, 1, 2).float() / 255.0     # (T, 3, H, W)
+    h, w = frames.shape[-2:]
+    size = (32, int(math.floor(w * 32 / h))) if h <= w else (int(math.floor(h * 32 / w)), 32)
+    frames = F.interpolate(frames, size=size, mode="bilinear", align_corners=False)
+    room = frames.shape[-1] - 32
+    want = []
+    for x0 in (0, math.ceil(room / 2), room):
+        crop = frames[..., :, x0:x0 + 32]
+        crop = (crop - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+        want.append(crop.transpose(0, 1))
+    torch.testing.assert_close(got, torch.stack(want), atol=1e-5, rtol=0)
+    # the fast decoder path sees the same picture, up to the resampling kernel
+    fast = MultiViewDataset([VideoRecord(path, 0)], 4, 2, crop_size=32, mean=mean, std=std)[0]["video"]
+    assert (fast - got).abs().mean() < 0.1
+    with pytest.raises(UserError, match="resize"):
+        MultiViewDataset([], 4, 2, resize="nearest")

@@ -92,3 +92,10 @@ def test_frame_spacing_defaults_to_pyslowfast_and_reaches_the_datasets():
     assert model_data_settings(stride, model)["frame_spacing"] == "stride"
     with pytest.raises(UserError, match="frame_spacing.*pyslowfast, stride"):
         load_config(None, ["data.frame_spacing=even"])
+
+
+def test_test_resize_choices_and_defaults():
+    assert load_config(None, [])["test"]["resize"] == "decoder"
+    assert load_config(None, ["test.resize=pyslowfast"])["test"]["resize"] == "pyslowfast"
+    with pytest.raises(UserError, match="test.resize.*decoder, pyslowfast"):
+        load_config(None, ["test.resize=bicubic"])

@@ -101,7 +101,8 @@ def decode_views(records, settings: Dict[str, Any], views: Tuple[int, int], clip
     ds = MultiViewDataset(records, settings["num_frames"], settings["sampling_rate"],
                           crop_size=settings["crop_size"], num_clips=views[0], num_crops=views[1],
                           mean=settings["mean"], std=settings["std"], clip_position=clip_position,
-                          target_fps=settings["target_fps"], frame_spacing=settings["frame_spacing"])
+                          target_fps=settings["target_fps"], frame_spacing=settings["frame_spacing"],
+                          resize=settings.get("test_resize", "decoder"))
     clips, meta, failures, failed = [], [], [], set()
     for i in range(len(ds)):
         try:

@@ -13,12 +13,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
 from ..errors import UserError
 from .annotations import VideoRecord
-from .decode import DecodeError, VideoReader, sample_clip_indices
+from .decode import DecodeError, VideoReader, sample_clip_indices, target_hw
 
 logger = logging.getLogger("video_ats.data")
 
@@ -42,7 +43,7 @@ def _window(record: VideoRecord, fps: float) -> Optional[Tuple[int, int]]:
 
 
 def _to_model_input(frames: torch.Tensor, mean, std) -> torch.Tensor:
-    """uint8 (..., T, C, H, W) -> normalised float (..., C, T, H, W)."""
+    """uint8 (..., T, C, H, W), or float already in [0, 1] -> normalised float (..., C, T, H, W)."""
     x = TF.to_dtype(frames, torch.float32, scale=True)
     x = TF.normalize(x, mean=list(mean), std=list(std))
     return x.transpose(-4, -3)
@@ -188,6 +189,7 @@ class MultiViewDataset(Dataset):
         clip_position: str = "start",
         target_fps: Optional[float] = 30,
         frame_spacing: str = "pyslowfast",
+        resize: str = "decoder",
     ):
         if clip_position not in ("start", "center"):
             raise UserError(f"clip_position must be 'start' or 'center', got {clip_position!r}")
@@ -203,6 +205,10 @@ class MultiViewDataset(Dataset):
         self.clip_position = clip_position
         self.target_fps = target_fps
         self.frame_spacing = _check_spacing(frame_spacing)
+        if resize not in ("decoder", "pyslowfast"):
+            raise UserError(f"resize must be 'decoder' (scale while decoding, fast) or 'pyslowfast' (decode at "
+                            f"full size, then bilinear interpolation as PySlowFast), got {resize!r}")
+        self.resize = resize
 
     def __len__(self) -> int:
         return len(self.records) * self.num_clips
@@ -219,7 +225,8 @@ class MultiViewDataset(Dataset):
 
     def load(self, record: VideoRecord, clip_index: int) -> torch.Tensor:
         c = self.crop_size
-        with VideoReader(record.path, size=c) as reader:
+        exact = self.resize == "pyslowfast"
+        with VideoReader(record.path, size=None if exact else c) as reader:
             info = reader.info
             idx = sample_clip_indices(info.num_frames, self.num_frames, self.sampling_rate,
                                       fps=info.fps, target_fps=self.target_fps,
@@ -229,7 +236,11 @@ class MultiViewDataset(Dataset):
             frames = reader.get_frames(idx)
         frames = frames.permute(0, 3, 1, 2)  # (T, 3, H, W)
         H, W = frames.shape[-2:]
-        if min(H, W) != c:  # decoder ignored the size request
+        if exact:  # PySlowFast: float frames, short side to crop_size, bilinear, align_corners=False
+            frames = F.interpolate(frames.float() / 255.0, size=target_hw(H, W, c), mode="bilinear",
+                                   align_corners=False)
+            H, W = frames.shape[-2:]
+        elif min(H, W) != c:  # decoder ignored the size request
             frames = TF.resize(frames, c, antialias=True)
             H, W = frames.shape[-2:]
         if H > W:  # portrait: top / centre / bottom

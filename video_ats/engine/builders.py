@@ -57,6 +57,7 @@ def model_data_settings(cfg: Dict[str, Any], model: nn.Module) -> Dict[str, Any]
         "std": tuple(float(v) for v in pick("std", "std", (0.225,) * 3)),
         "target_fps": d["target_fps"],
         "frame_spacing": d["frame_spacing"],
+        "test_resize": cfg["test"]["resize"],
     }
     if float(out["sampling_rate"]).is_integer():
         out["sampling_rate"] = int(out["sampling_rate"])

@@ -97,6 +97,8 @@ SCHEMA: Dict[str, Any] = {
         "views": ("str", "1x3", "temporal clips x spatial crops"),
         "combine": ("str", "softmax_mean", "softmax_mean (MMAction2, the paper) | logit_sum (PySlowFast)"),
         "clip_position": ("str", "start", "start (PySlowFast: first clip from frame 0) | center (MMAction2)"),
+        "resize": ("str", "decoder", "decoder (scale while decoding: fast) | pyslowfast (decode full size, then "
+                                     "bilinear F.interpolate: the official evaluation's pixels)"),
         "batch_size": ("int", 4, "videos per batch (all their views together)"),
     },
 }
@@ -107,6 +109,7 @@ CHOICES = {
     "test.combine": ("softmax_mean", "logit_sum"),
     "test.clip_position": ("start", "center"),
     "data.frame_spacing": ("pyslowfast", "stride"),
+    "test.resize": ("decoder", "pyslowfast"),
 }
 POSITIVE = ("train.epochs", "train.batch_size", "test.batch_size", "train.log_every", "train.ckpt_every_epochs",
             "model.num_classes")

@@ -128,7 +128,8 @@ def build_test_loader(records: Sequence, settings: Dict[str, Any], views: Tuple[
     ds = MultiViewDataset(records, settings["num_frames"], settings["sampling_rate"],
                           crop_size=settings["crop_size"], num_clips=num_clips, num_crops=num_crops,
                           mean=settings["mean"], std=settings["std"], clip_position=clip_position,
-                          target_fps=settings["target_fps"], frame_spacing=settings["frame_spacing"])
+                          target_fps=settings["target_fps"], frame_spacing=settings["frame_spacing"],
+                          resize=settings.get("test_resize", "decoder"))
     if batches is None:
         batches = shard_batches(len(records), num_clips, batch_videos, rank, world_size)
     loader = DataLoader(ds, batch_sampler=batches, collate_fn=collate_views, num_workers=num_workers,
@@ -301,7 +302,8 @@ def evaluate(model: nn.Module, records: Sequence, settings: Dict[str, Any], *, v
     fingerprint = dict(fingerprint or {})
     fingerprint.update(views=f"{num_clips}x{num_crops}", combine=combine, clip_position=clip_position,
                        num_videos=len(records), num_frames=settings["num_frames"],
-                       sampling_rate=settings["sampling_rate"], crop_size=settings["crop_size"])
+                       sampling_rate=settings["sampling_rate"], crop_size=settings["crop_size"],
+                       frame_spacing=settings.get("frame_spacing"), resize=settings.get("test_resize"))
     store = PredictionStore(output, fingerprint, info.rank) if output else None
     done = store.load_done() if store else {}
     all_batches = shard_batches(len(records), num_clips, batch_videos, info.rank, info.world_size)
@@ -373,6 +375,7 @@ def evaluate(model: nn.Module, records: Sequence, settings: Dict[str, Any], *, v
         "views": f"{num_clips}x{num_crops}",
         "num_clips": num_clips, "num_crops": num_crops,
         "combine": combine, "clip_position": clip_position,
+        "frame_spacing": settings.get("frame_spacing"), "resize": settings.get("test_resize", "decoder"),
         "dense_gflops_per_view": dense,
         "gflops_convention": "fvcore (one multiply-add = one FLOP), counted per view on the tokens it kept",
         "views_per_second": (total_views / total_fwd) if total_fwd > 0 else None,
