@@ -13,7 +13,7 @@ import math
 import os
 import pickle
 import re
-from typing import Dict, Optional, Union
+from typing import Dict, Union
 
 import torch
 import torch.nn.functional as F
@@ -156,12 +156,3 @@ def save_state(obj: dict, path: Union[str, os.PathLike]) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-def describe(obj) -> Optional[str]:
-    """Short description of where a checkpoint came from, when it says."""
-    if isinstance(obj, dict):
-        for key in ("arch", "model_name"):
-            if isinstance(obj.get(key), str):
-                return obj[key]
-    return None

@@ -17,7 +17,7 @@ A rerun of the same command reads these files, skips finished batches and recomp
 the same composition, so the final result is identical to an uninterrupted run. At the end rank 0
 merges everything into ``<output stem>.predictions.jsonl`` (sorted by video) and ``results.json``.
 
-Reusable pieces: :func:`build_test_loader`, :func:`evaluate`, :func:`evaluate_records`,
+Reusable pieces: :func:`build_test_loader`, :func:`evaluate`,
 :func:`summarize`, :func:`dense_gflops`, :func:`combine_views`.
 """
 from __future__ import annotations
@@ -393,11 +393,6 @@ def evaluate(model: nn.Module, records: Sequence, settings: Dict[str, Any], *, v
             store.finalize(list(merged.values()))
     D.barrier()
     return results
-
-
-def evaluate_records(*args, **kwargs) -> Dict[str, Any]:
-    """Alias of :func:`evaluate` (kept for the profile/calibrate commands)."""
-    return evaluate(*args, **kwargs)
 
 
 def write_results(results: Dict[str, Any], path: str) -> None:
