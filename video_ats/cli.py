@@ -20,6 +20,7 @@ COMMANDS = {
     "profile": "profile",
     "calibrate": "calibrate",
     "sweep": "sweep",
+    "bench-accuracy": "bench_accuracy",
     "benchmark": "benchmark",
     "models": "models",
 }

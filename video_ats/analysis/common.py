@@ -185,27 +185,30 @@ class KeptPositions:
 @torch.no_grad()
 def measure(model: nn.Module, clips: torch.Tensor, batch_size: int = 8, device=None,
             with_positions: bool = False) -> Dict[str, Any]:
-    """GFLOPs (V,) and kept tokens {block: (V,)} of ``model`` on ``clips``, in batches of views.
+    """Logits (V, classes), GFLOPs (V,) and kept tokens {block: (V,)} of ``model`` on ``clips``, in
+    batches of views.
 
     With ``with_positions`` also ``positions`` {block: [ (n, 2) per view ]} (see :class:`KeptPositions`).
     """
     device = device or next(model.parameters()).device
-    gflops, kept, positions = [], {}, {}
+    logits, gflops, kept, positions = [], [], {}, {}
     for start in range(0, clips.shape[0], batch_size):
         x = clips[start:start + batch_size].to(device)
         meter = FlopMeter(x.shape[0], device=device)
         hooks = KeptPositions(model) if with_positions else None
         if hooks is not None:
             with hooks:
-                model(x, flop_meter=meter)
+                out = model(x, flop_meter=meter)
             for b, lst in hooks.positions.items():
                 positions.setdefault(b, []).extend(lst)
         else:
-            model(x, flop_meter=meter)
+            out = model(x, flop_meter=meter)
+        logits.append(out.float().cpu())
         gflops.append(meter.gflops.cpu())
         for b, t in (getattr(model, "last_kept_tokens", None) or {}).items():
             kept.setdefault(int(b), []).append(t.cpu())
-    out = {"gflops": torch.cat(gflops) if gflops else torch.zeros(0, dtype=torch.float64),
+    out = {"logits": torch.cat(logits) if logits else torch.zeros(0),
+           "gflops": torch.cat(gflops) if gflops else torch.zeros(0, dtype=torch.float64),
            "kept": {b: torch.cat(v) for b, v in kept.items()}}
     if with_positions:
         out["positions"] = positions

@@ -103,16 +103,19 @@ def plot_kept_histograms(kept: Dict[int, Sequence[float]], path: str, num_tokens
     return _save(fig, path)
 
 
-def plot_accuracy_vs_gflops(rows: List[dict], path: str, metric: str = "top1", title: str = "") -> str:
-    """``rows``: sweep rows {selection, scale, gflops_mean, top1, top5}; selection "dense" is a point."""
+def plot_accuracy_vs_gflops(rows: List[dict], path: str, metric: str = "top1", title: str = "",
+                            labels: Optional[Dict[str, str]] = None) -> str:
+    """``rows``: sweep rows {selection, scale, gflops_mean, top1, top5}; selection "dense" is a point.
+    ``labels``: legend text per selection (default: the selection itself)."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    markers = {"ats": "o", "topk": "s", "random": "^"}
+    markers = {"ats": "o", "topk": "s", "random": "^", "ats_finetuned": "D", "tome": "v"}
+    labels = labels or {}
     for sel in [s for s in ("ats", "topk", "random") if any(r["selection"] == s for r in rows)] + \
             sorted({r["selection"] for r in rows} - {"ats", "topk", "random", "dense"}):
         pts = sorted((r["gflops_mean"], r[metric]) for r in rows
                      if r["selection"] == sel and r.get(metric) is not None and r.get("gflops_mean") is not None)
         if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers.get(sel, "x"), label=sel)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers.get(sel, "x"), label=labels.get(sel, sel))
     for r in rows:
         if r["selection"] == "dense" and r.get(metric) is not None:
             ax.scatter([r["gflops_mean"]], [r[metric]], marker="*", s=160, color="black", label="dense", zorder=3)

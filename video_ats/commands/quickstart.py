@@ -1,9 +1,11 @@
 """`video-ats quickstart`: the whole pipeline on the embedded synthetic dataset, no download.
 
-Generates the synthetic Kinetics-format dataset (cached), fine-tunes a tiny TimeSformer on it, then
-the same model with ATS (initialised from the dense run), evaluates both with 1x3 views and prints a
-side-by-side table (Top-1, Top-5, GFLOPs/view, clips/s), also written to ``OUT/quickstart.md`` and
-``OUT/quickstart.json``. A few minutes on a laptop CPU.
+Generates the synthetic Kinetics-format dataset (preset "quickstart", cached), trains a tiny
+TimeSformer on it from scratch, then fine-tunes the same model with ATS, evaluates both with 1x3 views
+and prints a side-by-side table (Top-1, Top-5, GFLOPs/view, clips/s), also written to
+``OUT/quickstart.md`` and ``OUT/quickstart.json``. The recipes are the shipped YAML files
+``video_ats/configs/synthetic/quickstart{,_ats}.yaml``. Training stages are cached: a rerun evaluates
+again and reports the training times measured when they ran.
 """
 from __future__ import annotations
 
@@ -14,52 +16,49 @@ import time
 
 HELP = "train + evaluate a tiny TimeSformer with and without ATS on generated videos (no download)"
 
-# the recipe of configs/synthetic/timesformer_tiny.yaml (+ _ats.yaml), kept here so that an installed
-# package runs without the repository's configs folder
-DATA = dict(classes=4, videos_per_class=40, size=(96, 72), seconds=2.0, fps=30, seed=0, texture_contrast=20.0)
-MODEL_KWARGS = "{img_size: 64, patch_size: 16, embed_dim: 128, depth: 4, num_heads: 4, num_frames: 8, sampling_rate: 4}"
-ATS = "{blocks: [1, 2], num_tokens: [0.5, 0.3]}"
+RECIPE_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "synthetic")
+RECIPE = os.path.join(RECIPE_DIR, "quickstart.yaml")              # dense, trained from scratch
+ATS_RECIPE = os.path.join(RECIPE_DIR, "quickstart_ats.yaml")      # its ATS fine-tune
 
 
 def add_arguments(parser) -> None:
+    from ..data.synthetic import PRESETS
+
     parser.add_argument("--out", default=os.path.join("runs", "quickstart"),
                         help="results folder (default %(default)s)")
     parser.add_argument("--data", default=None, help="synthetic dataset cache (default: "
-                        "$VIDEO_ATS_CACHE or ~/.cache/video-ats, subfolder synthetic-quickstart-v1)")
-    parser.add_argument("--epochs", type=int, default=40, help="dense training epochs (default %(default)s)")
-    parser.add_argument("--ats-epochs", type=int, default=6, help="ATS fine-tuning epochs (default %(default)s)")
-    parser.add_argument("--videos-per-class", type=int, default=DATA["videos_per_class"],
+                        "$VIDEO_ATS_CACHE or ~/.cache/video-ats, subfolder synthetic-quickstart-v2)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=None, help="dense training epochs (default: the recipe's)")
+    parser.add_argument("--ats-epochs", type=int, default=None, help="ATS fine-tuning epochs (default: the recipe's)")
+    parser.add_argument("--videos-per-class", type=int, default=PRESETS["quickstart"]["videos_per_class"],
                         help="synthetic videos per class (default %(default)s)")
     parser.add_argument("--sweep", action="store_true",
-                        help="then the synthetic benchmark: the dense model with ATS off the shelf and the top-K / "
-                             "random baselines at several K scales, plus the fine-tuned ATS model: Top-1 vs GFLOPs "
-                             "per view table and curve in OUT/sweep/")
+                        help="then a small sweep: the dense model with ATS off the shelf and the top-K / random "
+                             "baselines at several K scales, plus the fine-tuned ATS model (OUT/sweep/); for the "
+                             "evidence benchmark with confidence intervals see `video-ats bench-accuracy`")
     parser.add_argument("--scales", type=float, nargs="+", default=[0.4, 0.7, 1.0, 1.4, 1.9],
                         help="K scales for --sweep (of the quickstart's K), default %(default)s; put key=value "
                              "overrides before this option")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="extra config overrides for both runs")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides for both runs (e.g. train.epochs=10); the recipes are "
+                             f"{RECIPE} and {ATS_RECIPE}")
 
 
-def _dataset(path: str, videos_per_class: int) -> dict:
-    from ..data import make_synthetic
+def _dataset(path: str, videos_per_class: int, log) -> dict:
+    from ..analysis.bench_accuracy import Stage, stage_key
+    from ..data.synthetic import PRESETS, make_synthetic
 
-    spec = dict(DATA, videos_per_class=videos_per_class, size=list(DATA["size"]))
-    marker = os.path.join(path, "quickstart.json")
-    if os.path.isfile(marker):
-        with open(marker) as f:
-            cached = json.load(f)
-        if cached.get("spec") == spec:
-            print(f"[1/4] synthetic dataset: cached in {path}", flush=True)
-            return cached["paths"]
-    t0 = time.time()
-    print(f"[1/4] synthetic dataset: writing {spec['classes'] * videos_per_class} videos to {path} ...", flush=True)
-    paths = make_synthetic(path, classes=spec["classes"], videos_per_class=videos_per_class,
-                           size=tuple(spec["size"]), seconds=spec["seconds"], fps=spec["fps"], seed=spec["seed"],
-                           texture_contrast=spec["texture_contrast"])
-    with open(marker, "w") as f:
-        json.dump({"spec": spec, "paths": paths}, f, indent=1)
-    print(f"      done in {time.time() - t0:.0f} s", flush=True)
-    return paths
+    params = dict(PRESETS["quickstart"], videos_per_class=videos_per_class, seed=0)
+    stage = Stage(path, stage_key("data", params), "1/4 synthetic dataset", log)
+    info = stage.load()
+    if info is None:
+        log(f"[1/4] synthetic dataset: writing {params['classes'] * videos_per_class} videos to {path} ...")
+        stage.begin()
+        info = stage.finish(paths=make_synthetic(path, **params))
+    else:
+        log(f"[1/4] synthetic dataset: cached in {path}")
+    return info["paths"], stage.key
 
 
 def _fmt(value, spec: str) -> str:
@@ -78,72 +77,67 @@ def table(rows) -> str:
 
 
 def run(args) -> int:
+    from ..analysis.bench_accuracy import train_stage
     from ..engine import distributed as D
     from ..engine.builders import check_writable_dir
     from ..engine.config import load_config
     from ..engine.evaluate import predictions_path
-    from ..engine.train import train
+    from ..errors import UserError
     from .test import run_test
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    def log(line):
+        print(line, flush=True)
+
     out = os.path.abspath(args.out)
     check_writable_dir(out, "results folder")
     cache = args.data or os.path.join(os.environ.get("VIDEO_ATS_CACHE", os.path.join(os.path.expanduser("~"),
                                                                                     ".cache", "video-ats")),
-                                      "synthetic-quickstart-v1")
+                                      "synthetic-quickstart-v2")
     t_all = time.time()
-    paths = _dataset(cache, args.videos_per_class)
-    base = [
-        "model.name=timesformer", f"model.num_classes={DATA['classes']}", f"model.kwargs={MODEL_KWARGS}",
-        f"data.train_annotations={paths['train_csv']}", f"data.val_annotations={paths['val_csv']}",
-        f"data.data_root={paths['root']}", "data.scale_range=[64, 80]", "data.num_workers=2",
-        # the synthetic classes include left- vs right-moving objects: a horizontal flip would swap them
-        "data.flip=false",
-        "train.batch_size=8", "train.optimizer=adamw", "train.lr=0.001", "train.weight_decay=0.05",
-        "train.scheduler=cosine", "train.min_lr=0.00001", "train.clip_grad=1.0", "train.eval_every=0",
-        "test.views=1x3", "test.batch_size=8", "device=cpu",
-    ]
-    dense_dir, ats_dir = os.path.join(out, "dense"), os.path.join(out, "ats")
-    dense_cfg = load_config(None, base + [f"train.epochs={args.epochs}", "train.warmup_epochs=1",
-                                          "train.warmup_lr=0.0002", f"output_dir={dense_dir}", "name=dense",
-                                          *args.overrides])
-    ats_cfg = load_config(None, base + [f"model.ats={ATS}", f"train.epochs={args.ats_epochs}", "train.lr=0.0005",
-                                        f"model.pretrained={os.path.join(dense_dir, 'checkpoints', 'last.pt')}",
-                                        f"output_dir={ats_dir}", "name=ats", *args.overrides])
+    paths, data_key = _dataset(cache, args.videos_per_class, log)
+    data = [f"data.train_annotations={paths['train_csv']}", f"data.val_annotations={paths['val_csv']}",
+            f"data.data_root={paths['root']}", f"seed={args.seed}", "device=cpu", "train.progress=false"]
+    for flag in ("epochs", "ats_epochs"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    epochs = [f"train.epochs={args.epochs}"] if args.epochs else []
+    ats_epochs = [f"train.epochs={args.ats_epochs}"] if args.ats_epochs else []
+    dense_cfg = load_config(RECIPE, data + epochs + list(args.overrides))
+    log(f"[2/4] training the dense TimeSformer ({dense_cfg['train']['epochs']} epochs)")
+    dense_ckpt, dense_key, t_dense = train_stage(out, "dense", dense_cfg, data_key, log)
+    ats_cfg = load_config(ATS_RECIPE, data + ats_epochs + [f"model.pretrained={dense_ckpt}", *args.overrides])
+    log(f"[3/4] fine-tuning it with ATS {ats_cfg['model']['ats']} ({ats_cfg['train']['epochs']} epochs)")
+    ats_ckpt, _, t_ats = train_stage(out, "ats", ats_cfg, dense_key, log)
+    log("[4/4] evaluating both, 1x3 views")
     info = D.DistInfo()
-    t0 = time.time()
-    print(f"[2/4] training the dense TimeSformer ({args.epochs} epochs) -> {dense_dir}", flush=True)
-    train(dense_cfg, info)
-    t_dense = time.time() - t0
-    t0 = time.time()
-    print(f"[3/4] fine-tuning it with ATS {ATS} ({args.ats_epochs} epochs) -> {ats_dir}", flush=True)
-    train(ats_cfg, info)
-    t_ats = time.time() - t0
-    print("[4/4] evaluating both, 1x3 views", flush=True)
     rows = []
-    for name, cfg, d in (("TimeSformer-tiny (dense)", dense_cfg, dense_dir), ("TimeSformer-tiny + ATS", ats_cfg, ats_dir)):
-        cfg["model"]["pretrained"] = None
-        result_path = os.path.join(d, "results.json")
+    for name, cfg, ckpt in (("TimeSformer-tiny (dense)", dense_cfg, dense_ckpt),
+                            ("TimeSformer-tiny + ATS", ats_cfg, ats_ckpt)):
+        cfg = dict(cfg, model=dict(cfg["model"], pretrained=None))
+        result_path = os.path.join(os.path.dirname(os.path.dirname(ckpt)), "results.json")
         for stale in (result_path, predictions_path(result_path)):   # always re-measure, never resume here
             if os.path.exists(stale):
                 os.remove(stale)
-        res = run_test(cfg, os.path.join(d, "checkpoints", "last.pt"), result_path, info)
-        rows.append((name, res))
+        rows.append((name, run_test(cfg, ckpt, result_path, info)))
     text = table(rows)
-    chance = 100.0 / DATA["classes"]
-    summary = (f"{DATA['classes']} classes (chance {chance:.0f} % Top-1), "
-               f"{rows[0][1]['num_videos']} validation videos, 1x3 views, softmax averaged; training "
-               f"{t_dense:.0f} s dense + {t_ats:.0f} s ATS; total {time.time() - t_all:.0f} s")
+    classes = dense_cfg["model"]["num_classes"]
+    summary = (f"{classes} classes (chance {100.0 / classes:.0f} % Top-1), {rows[0][1]['num_videos']} validation "
+               f"videos, 1x3 views, softmax averaged; seed {args.seed}; training {t_dense:.0f} s dense + "
+               f"{t_ats:.0f} s ATS (as measured when they ran); total this run {time.time() - t_all:.0f} s")
     print()
     print(text)
     print(summary)
     with open(os.path.join(out, "quickstart.md"), "w") as f:
         f.write(text + "\n\n" + summary + "\n")
     with open(os.path.join(out, "quickstart.json"), "w") as f:
-        json.dump({"rows": [{"name": n, **r} for n, r in rows], "summary": summary}, f, indent=2)
+        json.dump({"rows": [{"name": n, **r} for n, r in rows], "summary": summary, "seed": args.seed,
+                   "train_seconds": {"dense": t_dense, "ats": t_ats}}, f, indent=2)
     print(f"written to {os.path.join(out, 'quickstart.md')}")
     if args.sweep:
-        _benchmark_sweep(ats_cfg, dense_dir, paths, rows[1][1], args.scales, os.path.join(out, "sweep"))
+        _benchmark_sweep(ats_cfg, os.path.dirname(os.path.dirname(dense_ckpt)), paths, rows[1][1], args.scales,
+                         os.path.join(out, "sweep"))
     return 0
 
 

@@ -4,13 +4,14 @@ See ``docs/data.md`` for the formats, sampling conventions and bad-input behavio
 """
 from .annotations import VIDEO_EXTENSIONS, VideoRecord, find_missing, load_label_map, read_annotations
 from .datasets import MultiViewDataset, TrainDataset, collate_views
-from .decode import (DecodeError, VideoInfo, VideoReader, decode_frames, probe_video,
-                     sample_clip_indices)
+from .decode import (DecodeError, MemoryVideo, VideoInfo, VideoReader, decode_frames, preload_videos,
+                     probe_video, sample_clip_indices)
 from .synthetic import make_synthetic
 
 __all__ = [
     "VIDEO_EXTENSIONS", "VideoRecord", "find_missing", "load_label_map", "read_annotations",
     "MultiViewDataset", "TrainDataset", "collate_views",
-    "DecodeError", "VideoInfo", "VideoReader", "decode_frames", "probe_video", "sample_clip_indices",
+    "DecodeError", "MemoryVideo", "VideoInfo", "VideoReader", "decode_frames", "preload_videos", "probe_video",
+    "sample_clip_indices",
     "make_synthetic",
 ]

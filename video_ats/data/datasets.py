@@ -19,7 +19,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from ..errors import UserError
 from .annotations import VideoRecord
-from .decode import DecodeError, VideoReader, sample_clip_indices, target_hw
+from .decode import DecodeError, MemoryVideo, VideoReader, sample_clip_indices, target_hw
 
 logger = logging.getLogger("video_ats.data")
 
@@ -81,6 +81,7 @@ class TrainDataset(Dataset):
         seed: int = 0,
         transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         frame_spacing: str = "pyslowfast",
+        preloaded: Optional[Dict[str, MemoryVideo]] = None,
     ):
         if not records:
             raise UserError("TrainDataset: no records (empty annotation file?)")
@@ -104,6 +105,9 @@ class TrainDataset(Dataset):
         self.epoch: Optional[int] = None
         self._calls = 0
         self.num_failures = 0  # failed decodes seen by this process
+        # path -> whole video decoded once (see video_ats.data.preload_videos); clips are then drawn
+        # from memory and scaled with an antialiased bilinear resize instead of inside the decoder
+        self.preloaded = preloaded or {}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -122,7 +126,8 @@ class TrainDataset(Dataset):
     def load(self, record: VideoRecord, rng: np.random.Generator) -> torch.Tensor:
         """One augmented clip (3, T, crop, crop) of ``record``; raises :class:`DecodeError`."""
         short = int(rng.integers(self.scale_range[0], self.scale_range[1] + 1))
-        with VideoReader(record.path, size=short) as reader:
+        memory = self.preloaded.get(record.path)
+        with (memory.resized(short) if memory is not None else VideoReader(record.path, size=short)) as reader:
             info = reader.info
             idx = sample_clip_indices(info.num_frames, self.num_frames, self.sampling_rate,
                                       fps=info.fps, target_fps=self.target_fps, clip_index=-1,

@@ -21,7 +21,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -337,6 +337,58 @@ class VideoReader:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class MemoryVideo:
+    """A whole video decoded once, at native size, kept in memory: the :class:`VideoReader` interface
+    (``info``, ``get_frames``, context manager) with ``size`` applied by resizing the picked frames
+    (bilinear, antialiased), so clips of a small dataset can be drawn every epoch without decoding."""
+
+    def __init__(self, frames: torch.Tensor, fps: float, size: SizeArg = None):
+        self.frames, self.size = frames, size
+        n, h, w, _ = frames.shape
+        self.info = VideoInfo(num_frames=n, fps=fps, width=w, height=h)
+
+    @classmethod
+    def decode(cls, path: str) -> "MemoryVideo":
+        with VideoReader(path) as r:
+            return cls(r.get_frames(range(r.info.num_frames)), r.info.fps)
+
+    def resized(self, size: SizeArg) -> "MemoryVideo":
+        return MemoryVideo(self.frames, self.info.fps, size)
+
+    def get_frames(self, indices: Sequence[int]) -> torch.Tensor:
+        idx = torch.as_tensor(np.clip(np.asarray(indices, dtype=np.int64), 0, self.info.num_frames - 1))
+        frames = self.frames.index_select(0, idx)
+        if self.size is None:
+            return frames
+        h, w = target_hw(self.info.height, self.info.width, self.size)
+        if (h, w) == (self.info.height, self.info.width):
+            return frames
+        from torchvision.transforms.v2 import functional as TF
+
+        return TF.resize(frames.permute(0, 3, 1, 2), [h, w], antialias=True).permute(0, 2, 3, 1).contiguous()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+def preload_videos(paths: Sequence[str], workers: int = 2) -> Dict[str, MemoryVideo]:
+    """Decode every video of ``paths`` once (threads); videos that fail are left out (the dataset then
+    reports them when it meets them, as for any broken file)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(path):
+        try:
+            return path, MemoryVideo.decode(path)
+        except (DecodeError, OSError):
+            return path, None
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return {p: v for p, v in pool.map(one, sorted(set(paths))) if v is not None}
 
 
 def probe_video(path: str) -> VideoInfo:

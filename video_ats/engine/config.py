@@ -57,6 +57,8 @@ SCHEMA: Dict[str, Any] = {
                                                "checkpoints were trained) | stride (exactly every rate-th frame)"),
         "num_workers": ("int", 4, "DataLoader worker processes per rank"),
         "max_retries": ("int", 10, "training: undecodable videos replaced by another sample this often"),
+        "preload": ("bool", False, "training: decode every video once into RAM and draw clips from memory "
+                                   "(small datasets only: T x H x W x 3 bytes per video)"),
     },
     "train": {
         "epochs": ("int", 15, "training epochs"),

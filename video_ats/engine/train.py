@@ -64,7 +64,7 @@ class EpochSampler(Sampler):
 
 def build_train_loader(cfg: Dict[str, Any], records, settings: Dict[str, Any], info: D.DistInfo):
     """(loader, dataset, sampler, updates_per_epoch, accum) for the training split."""
-    from ..data import TrainDataset
+    from ..data import TrainDataset, preload_videos
 
     t = cfg["train"]
     lo, hi = cfg["data"]["scale_range"]
@@ -75,7 +75,8 @@ def build_train_loader(cfg: Dict[str, Any], records, settings: Dict[str, Any], i
     ds = TrainDataset(records, settings["num_frames"], settings["sampling_rate"], crop_size=crop,
                       scale_range=(lo, hi), mean=settings["mean"], std=settings["std"], flip=cfg["data"]["flip"],
                       target_fps=settings["target_fps"], max_retries=cfg["data"]["max_retries"], seed=cfg["seed"],
-                      frame_spacing=settings["frame_spacing"])
+                      frame_spacing=settings["frame_spacing"],
+                      preloaded=preload_videos([r.path for r in records]) if cfg["data"]["preload"] else None)
     bs, world = t["batch_size"], info.world_size
     per_step = bs * world
     gb = t["global_batch_size"] or per_step

@@ -33,6 +33,35 @@ KINETICS_MEAN = (0.45, 0.45, 0.45)
 KINETICS_STD = (0.225, 0.225, 0.225)
 
 
+# Initialisation of the position and time embeddings. "official": trunc-normal(0.02) position and zero
+# time embeddings, as the official code (right when starting from image weights). "sincos": sinusoidal
+# encodings (2-D over the patch grid, 1-D over frames; MAE-style), for training from scratch: with the
+# official init, position and time carry almost no signal at the start; on classes that come in
+# time-reversed pairs (left/right, grow/shrink, ...) the zero time embedding then stays reversal
+# symmetric (frame t learns the embedding of frame T-1-t) and a small model stays blind to direction.
+EMBED_INITS = ("official", "sincos")
+SINCOS_SCALE = 0.5
+
+
+def sincos_encoding(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """(N, dim) Transformer-style sinusoidal encoding of the (N,) ``positions`` (dim even)."""
+    freq = torch.exp(-math.log(10000.0) * torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    angle = positions.double().unsqueeze(1) * freq
+    return torch.stack([angle.sin(), angle.cos()], dim=2).flatten(1)
+
+
+def sincos_embeddings(grid: int, num_frames: int, dim: int, scale: float = SINCOS_SCALE):
+    """(1, grid²+1, D) position embedding (rows: half the channels, columns: the other half; CLS row
+    zero) and (1, T, D) time embedding, sinusoidal, times ``scale``."""
+    if dim % 4:
+        raise ValueError(f"sincos embeddings need embed_dim divisible by 4, got {dim}")
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    pos = torch.cat([sincos_encoding(rows.flatten(), dim // 2), sincos_encoding(cols.flatten(), dim // 2)], dim=1)
+    pos = torch.cat([torch.zeros(1, dim, dtype=pos.dtype), pos])
+    time = sincos_encoding(torch.arange(num_frames), dim)
+    return (scale * pos).float().unsqueeze(0), (scale * time).float().unsqueeze(0)
+
+
 class PatchEmbed(nn.Module):
     """Conv2d patch embedding applied to every frame."""
 
@@ -144,8 +173,12 @@ class TimeSformer(TokenSampling, nn.Module):
                  num_frames: int = 8, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0, head_drop_rate: float = 0.0,
-                 ats=None, sampling_rate: int = 8, mean=KINETICS_MEAN, std=KINETICS_STD):
+                 ats=None, sampling_rate: int = 8, mean=KINETICS_MEAN, std=KINETICS_STD,
+                 embed_init: str = "official"):
         super().__init__()
+        if embed_init not in EMBED_INITS:
+            raise ValueError(f"embed_init must be one of {EMBED_INITS}, got {embed_init!r}")
+        self.embed_init = embed_init
         if img_size % patch_size:
             raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
         self.num_classes, self.num_frames, self.embed_dim, self.depth = num_classes, num_frames, embed_dim, depth
@@ -175,6 +208,12 @@ class TimeSformer(TokenSampling, nn.Module):
     def _init_weights(self):
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if self.embed_init == "sincos":
+            grid = math.isqrt(self.pos_embed.shape[1] - 1)
+            pos, time = sincos_embeddings(grid, self.num_frames, self.embed_dim)
+            with torch.no_grad():
+                self.pos_embed.copy_(pos)
+                self.time_embed.copy_(time)
         init_vit_weights(self)
         for i, blk in enumerate(self.blocks):
             if i > 0:                      # the official code zero-initialises temporal_fc after block 0

@@ -1,0 +1,202 @@
+"""The accuracy benchmark: matched-GFLOPs statistics, stage caching, the Kinetics-shaped scenes, and an
+end-to-end run of the whole pipeline on a tiny generated set."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from video_ats.analysis.bench_accuracy import (Stage, interpolate_curve, matched_comparisons,
+                                               paired_bootstrap_ci, stage_key)
+
+
+# ---- statistics -------------------------------------------------------------------------------------
+def test_interpolation_is_exact_at_points_linear_between_and_none_outside():
+    a, b = torch.tensor([1.0, 0.0, 1.0]), torch.tensor([0.0, 0.0, 1.0])
+    pts = [(2.0, b), (1.0, a)]                              # any order
+    assert torch.equal(interpolate_curve(pts, 1.0), a)
+    assert torch.equal(interpolate_curve(pts, 2.0), b)
+    assert torch.allclose(interpolate_curve(pts, 1.25), 0.75 * a + 0.25 * b)
+    assert interpolate_curve(pts, 0.99) is None and interpolate_curve(pts, 2.01) is None
+
+
+def test_bootstrap_ci_degenerate_cases():
+    x = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    assert paired_bootstrap_ci(x, x, 500) == (0.0, 0.0)
+    assert paired_bootstrap_ci(torch.ones(7), torch.zeros(7), 500) == (100.0, 100.0)
+    with pytest.raises(ValueError):
+        paired_bootstrap_ci(torch.ones(3), torch.ones(4))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 1)), min_size=5, max_size=60), st.integers(0, 5))
+def test_bootstrap_ci_brackets_the_observed_difference_and_is_paired(pairs, seed):
+    a = torch.tensor([p[0] for p in pairs], dtype=torch.float64)
+    b = torch.tensor([p[1] for p in pairs], dtype=torch.float64)
+    lo, hi = paired_bootstrap_ci(a, b, 400, seed)
+    diff = float((a - b).mean()) * 100
+    assert -100 <= lo <= hi <= 100
+    assert lo - 1e-9 <= diff <= hi + 1e-9                # the resampled means centre on the observed one
+    # paired: adding the same per-video effect to both sides changes nothing
+    shift = torch.rand(a.numel(), dtype=torch.float64)
+    assert paired_bootstrap_ci(a + shift, b + shift, 400, seed) == pytest.approx((lo, hi))
+
+
+def test_matched_comparison_interpolates_ats_at_the_other_methods_gflops():
+    n = 200
+    g = torch.Generator().manual_seed(0)
+    ats_lo, ats_hi = (torch.rand(n, generator=g) < 0.6).double(), (torch.rand(n, generator=g) < 0.9).double()
+    other = (torch.rand(n, generator=g) < 0.5).double()
+    curves = {"ats": [{"id": "a1", "gflops_per_view": 1.0}, {"id": "a2", "gflops_per_view": 2.0}],
+              "topk": [{"id": "t", "gflops_per_view": 1.5, "budget": {"k": 1}, "top1": float(other.mean()) * 100},
+                       {"id": "t_out", "gflops_per_view": 3.0, "budget": {"k": 2}, "top1": 0.0}]}
+    correct = {"a1": ats_lo, "a2": ats_hi, "t": other, "t_out": other}
+    (m,) = matched_comparisons(curves, correct, resamples=300)             # t_out lies outside ATS's range
+    expect = float((other - 0.5 * (ats_lo + ats_hi)).mean()) * 100
+    assert m["method"] == "topk" and m["top1_diff_vs_ats"] == pytest.approx(expect, abs=1e-3)
+    assert m["ci95"][0] <= m["top1_diff_vs_ats"] <= m["ci95"][1]
+    assert m["ats_top1_interpolated"] == pytest.approx(float(0.5 * (ats_lo + ats_hi).mean()) * 100, abs=1e-3)
+
+
+# ---- stage cache ------------------------------------------------------------------------------------
+def test_stage_skips_same_key_resumes_interrupted_and_wipes_changed(tmp_path):
+    folder = str(tmp_path / "stage")
+    s = Stage(folder, stage_key("a", 1), "s", log=lambda _: None)
+    assert s.load() is None
+    s.begin()
+    open(os.path.join(folder, "partial.txt"), "w").close()
+    again = Stage(folder, stage_key("a", 1), "s", log=lambda _: None)
+    again.begin()                                            # interrupted, same inputs: work is kept
+    assert os.path.exists(os.path.join(folder, "partial.txt"))
+    again.finish(x=1)
+    assert Stage(folder, stage_key("a", 1), "s", log=lambda _: None).load()["x"] == 1
+    changed = Stage(folder, stage_key("a", 2), "s", log=lambda _: None)
+    assert changed.load() is None
+    changed.begin()                                          # other inputs: the old results are gone
+    assert not os.path.exists(os.path.join(folder, "partial.txt"))
+
+
+# ---- the Kinetics-shaped scenes ---------------------------------------------------------------------
+def _warm_mask(frames):
+    r, g, b = (frames[..., i].astype(int) for i in range(3))
+    return (r > 200) & (b < 180) & (r - b > 60)
+
+
+def test_scene_targets_carry_the_motion_and_the_evidence_share_varies():
+    from video_ats.data.synthetic import iter_scene_chunks
+
+    shares, moves = [], []
+    for k in range(12):
+        v = np.concatenate(list(iter_scene_chunks("right", 80, 64, 16, np.random.SeedSequence([3, k]),
+                                                  max_distractors=0, pan_speed=0.0)))
+        m = _warm_mask(v)
+        shares.append(m[0].mean())
+        xs = [np.nonzero(m[t])[1].mean() for t in (0, 15)]
+        moves.append(xs[1] - xs[0])
+    assert min(moves) > 10                                   # every clip's targets go right
+    assert max(shares) > 3 * min(shares)                     # the class evidence covers a varying share
+    again = np.concatenate(list(iter_scene_chunks("right", 80, 64, 16, np.random.SeedSequence([3, 0]),
+                                                  max_distractors=0, pan_speed=0.0)))
+    first = np.concatenate(list(iter_scene_chunks("right", 80, 64, 16, np.random.SeedSequence([3, 0]),
+                                                  max_distractors=0, pan_speed=0.0)))
+    assert np.array_equal(again, first)
+
+
+def test_colour_change_targets_turn_in_the_class_order_and_reversal_is_the_twin_class():
+    from video_ats.data.synthetic import COLOUR_CHANGES, _WARM, iter_scene_chunks
+
+    def share(frames, colour):
+        return (np.abs(frames.astype(int) - colour.astype(int)).max(-1) < 12).mean(axis=(1, 2))
+
+    a, b = COLOUR_CHANGES["red>yellow"]
+    for k in range(6):
+        v = np.concatenate(list(iter_scene_chunks("red>yellow", 80, 64, 32, np.random.SeedSequence([5, k]),
+                                                  object_scale=(0.09, 0.24), max_distractors=0)))
+        red, yellow = share(v, _WARM[a]), share(v, _WARM[b])
+        assert red[0] > 0 and yellow[0] == 0 and red[-1] == 0 and yellow[-1] > 0   # red first, then yellow
+    # every colour change has its time-reversed twin among the classes
+    assert all(f"{y}>{x}" in COLOUR_CHANGES for x, y in (key.split(">") for key in COLOUR_CHANGES))
+
+
+def test_kinetics_preset_writes_a_held_out_test_split(tmp_path):
+    from video_ats.data import make_synthetic, read_annotations
+
+    paths = make_synthetic(str(tmp_path), scene="kinetics", classes=8, videos_per_class=5, size=(48, 32),
+                           seconds=0.5, fps=16, val_fraction=0.2, test_fraction=0.2, workers=1)
+    splits = {s: read_annotations(paths[f"{s}_csv"], data_root=paths["root"])[0] for s in ("train", "val", "test")}
+    assert {s: len(r) for s, r in splits.items()} == {"train": 24, "val": 8, "test": 8}
+    assert not {r.path for r in splits["test"]} & {r.path for r in splits["train"] + splits["val"]}
+    assert all(os.path.isfile(r.path) for rs in splits.values() for r in rs)
+    names = open(paths["classes"]).read().split("\n")
+    assert "targets moving left" in names and "targets circling clockwise" in names
+    colour = make_synthetic(str(tmp_path / "colour"), scene="kinetics", evidence="colour", classes=8,
+                            videos_per_class=2, size=(32, 32), seconds=0.5, fps=8, workers=1)
+    assert "targets turning yellow from red" in open(colour["classes"]).read().split("\n")
+
+
+def test_scene_rejects_more_classes_than_motions(tmp_path):
+    from video_ats.data import make_synthetic
+    from video_ats.errors import UserError
+
+    with pytest.raises(UserError, match="at most 8 classes"):
+        make_synthetic(str(tmp_path), scene="kinetics", classes=9, videos_per_class=2, workers=1)
+
+
+# ---- end to end -------------------------------------------------------------------------------------
+TINY = """
+model:
+  name: timesformer
+  num_classes: 8
+  kwargs: {img_size: 16, patch_size: 8, embed_dim: 16, depth: 3, num_heads: 2, num_frames: 4, sampling_rate: 2}
+data:
+  target_fps: null
+  scale_range: [16, 20]
+  flip: false
+  num_workers: 0
+  preload: true
+train:
+  epochs: 1
+  batch_size: 8
+  optimizer: adamw
+  lr: 0.001
+  scheduler: none
+  eval_every: 0
+test:
+  batch_size: 8
+"""
+
+
+def test_bench_accuracy_end_to_end_is_cached_and_consistent(tmp_path):
+    from video_ats.analysis.bench_accuracy import Bench, BenchSpec, render_markdown
+
+    (tmp_path / "dense.yaml").write_text(TINY)
+    (tmp_path / "ats.yaml").write_text("_base_: dense.yaml\nmodel:\n  ats: {blocks: [1], num_tokens: [0.5]}\n")
+    spec = BenchSpec(out=str(tmp_path / "run"), data=str(tmp_path / "data"), recipe=str(tmp_path / "dense.yaml"),
+                     finetune_recipe=str(tmp_path / "ats.yaml"), seeds=(0, 1), ats_scales=(0.5, 1.0),
+                     baseline_scales=(0.5, 1.0), finetune_scales=(1.0,), tome_r=(), bootstrap=200,
+                     data_overrides=(("videos_per_class", 5), ("size", (32, 24)), ("seconds", 0.5),
+                                     ("val_fraction", 0.2), ("test_fraction", 0.2)))
+    logs = []
+    r = Bench(spec, log=logs.append).run()
+    assert r["num_val_videos"] == 8 and r["data"]["splits"] == {"train": 24, "val": 8, "test": 8}
+    assert {m for m, pts in r["curves"].items() if pts} == {"ats", "ats_finetuned", "topk", "random"}
+    assert len(r["seed_runs"]) == 2 and r["dense"]["gflops_per_view"] > 0
+    for pts in r["curves"].values():
+        for p in pts:                                         # every reduction costs less than dense
+            assert 0 < p["gflops_per_view"] < r["dense"]["gflops_per_view"]
+    with open(os.path.join(spec.out, "accuracy_benchmark.json")) as f:
+        assert json.load(f)["dense"] == r["dense"]
+    for name in ("bench_accuracy_vs_gflops.png", "bench_kept_tokens_overlay.png", "bench_kept_tokens_hist.png"):
+        assert os.path.getsize(os.path.join(spec.out, name)) > 1000
+    assert "| dense |" in render_markdown(r)
+
+    logs.clear()
+    again = Bench(spec, log=logs.append).run()                  # everything cached: same numbers, no work
+    assert not any("training" in line or "[eval" in line for line in logs), logs
+    assert again["curves"] == r["curves"] and again["matched"] == r["matched"]
+
+    changed = Bench(BenchSpec(**{**spec.__dict__, "ats_scales": (0.5, 0.75)}), log=logs.append).run()
+    assert [p["budget"]["scale"] for p in changed["curves"]["ats"]] != [p["budget"]["scale"] for p in r["curves"]["ats"]]
+    assert not any("training" in line for line in logs)        # only the new evaluation ran

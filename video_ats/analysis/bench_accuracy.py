@@ -1,0 +1,612 @@
+"""The accuracy-vs-GFLOPs evidence benchmark (``video-ats bench-accuracy``).
+
+One seeded pipeline, every stage cached: generate the Kinetics-shaped synthetic set
+(``make_synthetic`` preset ``kinetics``) → train the small TimeSformer from scratch (dense) → fine-tune
+ATS copies at a few budgets → evaluate, with 1×3 views on the held-out test split:
+
+* ``dense``;
+* ``ats``: ATS off the shelf on the dense model, at several K scales;
+* ``ats_finetuned``: the fine-tuned copies;
+* ``topk`` and ``random``: the paper's baselines (Table A.3) at the same blocks, K scaled to span the
+  same GFLOPs range (they keep exactly K, ATS keeps K′ ≤ K);
+* ``tome``: token merging (Bolya et al.) at the same blocks, r scaled likewise.
+
+Every method is compared with off-the-shelf ATS *at matched GFLOPs*: ATS's per-video correctness is
+interpolated linearly along its curve (x = measured mean GFLOPs per view) at the other point's GFLOPs,
+and the Top-1 difference gets a paired bootstrap 95 % CI over the same test videos. A second training
+seed repeats dense training and the main fine-tune to show the result is stable.
+
+Caching: each stage's folder holds ``stage.json`` with a key (a hash of everything the stage depends
+on). A rerun skips stages whose key matches, resumes an interrupted training of the same key, and redoes
+a stage (and everything after it) whose inputs changed.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from ..errors import UserError
+
+METHODS = ("ats", "ats_finetuned", "topk", "random", "tome")
+RESULTS_VERSION = 1
+RECIPE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "synthetic", "bench_timesformer.yaml")
+FINETUNE_RECIPE = os.path.join(os.path.dirname(RECIPE), "bench_timesformer_ats.yaml")
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """What the benchmark runs. Defaults are the published run (``docs/results/accuracy_benchmark.json``)."""
+    out: str = os.path.join("runs", "bench_accuracy")
+    data: Optional[str] = None               # dataset folder (default: the cache, see data_dir())
+    data_seed: int = 0
+    recipe: str = RECIPE                     # dense training recipe
+    finetune_recipe: str = FINETUNE_RECIPE   # ATS fine-tuning recipe (its model.ats gives blocks + base K)
+    seeds: Tuple[int, ...] = (0, 1)          # training seeds; the first is the main run
+    # K scales (of the fine-tuning recipe's K) for off-the-shelf ATS, the baselines, the fine-tunes
+    ats_scales: Tuple[float, ...] = (0.3, 0.45, 0.6, 0.8, 1.0, 1.4)
+    baseline_scales: Tuple[float, ...] = (0.15, 0.25, 0.35, 0.5, 0.7, 1.0)
+    finetune_scales: Tuple[float, ...] = (0.6, 1.0)
+    main_finetune_scale: float = 1.0         # the fine-tune repeated for every seed
+    tome_r: Tuple[float, ...] = (0.2, 0.3, 0.4, 0.5)   # ToMe: fraction of each frame's tokens merged per block
+    views: Tuple[int, int] = (1, 3)
+    bootstrap: int = 2000
+    batch_size: int = 48                     # views per forward in evaluation
+    overrides: Tuple[str, ...] = ()          # key=value overrides for both training recipes
+    data_overrides: Tuple[Tuple[str, Any], ...] = ()   # (key, value) changes to the "kinetics" preset (tests)
+
+    def data_dir(self) -> str:
+        if self.data:
+            return self.data
+        cache = os.environ.get("VIDEO_ATS_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "video-ats"))
+        return os.path.join(cache, f"synthetic-kinetics-v3-seed{self.data_seed}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# stage cache
+# ---------------------------------------------------------------------------------------------------
+def stage_key(*parts: Any) -> str:
+    """A stable hash of JSON-able parts."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Stage:
+    """A cached stage in ``folder``: ``done`` when its ``stage.json`` holds ``key``. ``begin`` wipes a
+    folder left by other inputs (an interrupted run of the same key is kept, so training resumes)."""
+
+    def __init__(self, folder: str, key: str, name: str, log: Callable[[str], None]):
+        self.folder, self.key, self.name, self.log = folder, key, name, log
+        self.marker = os.path.join(folder, "stage.json")
+        self.pending = os.path.join(folder, "stage.pending")
+        self.t0 = 0.0
+
+    def load(self) -> Optional[dict]:
+        try:
+            with open(self.marker, encoding="utf-8") as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return info if info.get("key") == self.key else None
+
+    def begin(self) -> None:
+        pending = None
+        if os.path.isfile(self.pending):
+            with open(self.pending, encoding="utf-8") as f:
+                pending = f.read().strip()
+        if os.path.isdir(self.folder) and pending != self.key:
+            shutil.rmtree(self.folder)
+        os.makedirs(self.folder, exist_ok=True)
+        with open(self.pending, "w", encoding="utf-8") as f:
+            f.write(self.key)
+        self.t0 = time.time()
+
+    def finish(self, **info) -> dict:
+        info = dict(info, key=self.key, seconds=round(time.time() - self.t0, 1))
+        tmp = self.marker + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(info, f, indent=1)
+        os.replace(tmp, self.marker)
+        os.remove(self.pending)
+        self.log(f"[{self.name}] done in {info['seconds']:.0f} s")
+        return info
+
+
+def train_stage(out: str, name: str, cfg: Dict[str, Any], upstream: str,
+                log: Callable[[str], None] = print) -> Tuple[str, str, float]:
+    """Train ``cfg`` in OUT/<name> as a cached :class:`Stage` keyed on the config (output folder and run
+    name aside) and ``upstream`` (the key of what it starts from). Returns (checkpoint, key, seconds the
+    training took when it ran)."""
+    from ..engine import distributed as D
+    from ..engine.train import train
+
+    folder = os.path.join(out, name)
+    cfg = dict(cfg, output_dir=folder, name=name.replace(os.sep, "-"))
+    key = stage_key("train", {k: v for k, v in cfg.items() if k not in ("output_dir", "name")}, upstream)
+    stage = Stage(folder, key, name, log)
+    ckpt = os.path.join(folder, "checkpoints", "last.pt")
+    info = stage.load()
+    if info is None:
+        log(f"[{name}] training {cfg['train']['epochs']} epochs (seed {cfg['seed']}, ats {cfg['model']['ats']})")
+        stage.begin()
+        train(cfg, D.DistInfo())
+        info = stage.finish(checkpoint=ckpt)
+    else:
+        log(f"[{name}] cached ({info['seconds']:.0f} s when it ran)")
+    return ckpt, key, info["seconds"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# statistics
+# ---------------------------------------------------------------------------------------------------
+def interpolate_curve(points: Sequence[Tuple[float, torch.Tensor]], g: float) -> Optional[torch.Tensor]:
+    """Per-video correctness of a curve at GFLOPs ``g``: linear between the two points around ``g``
+    (``points``: (gflops, (N,) float correctness) pairs); None outside the curve's GFLOPs range."""
+    pts = sorted(points, key=lambda p: p[0])
+    if not pts or g < pts[0][0] - 1e-12 or g > pts[-1][0] + 1e-12:
+        return None
+    for (g0, c0), (g1, c1) in zip(pts, pts[1:]):
+        if g0 <= g <= g1:
+            w = 0.0 if g1 == g0 else (g - g0) / (g1 - g0)
+            return (1 - w) * c0 + w * c1
+    return pts[0][1].clone()
+
+
+def paired_bootstrap_ci(a: torch.Tensor, b: torch.Tensor, resamples: int = 2000, seed: int = 0,
+                        level: float = 0.95) -> Tuple[float, float]:
+    """Percentile CI of mean(a − b) in points (×100) over videos resampled with replacement; ``a`` and
+    ``b`` are per-video scores of the same videos (paired)."""
+    if a.shape != b.shape or a.dim() != 1 or a.numel() == 0:
+        raise ValueError("paired bootstrap needs two equally long, non-empty 1-D tensors")
+    d = (a.double() - b.double()) * 100.0
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, d.numel(), (resamples, d.numel()), generator=g)
+    means = d[idx].mean(dim=1)
+    lo, hi = torch.quantile(means, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
+    return float(lo), float(hi)
+
+
+def matched_comparisons(curves: Dict[str, List[dict]], correct: Dict[str, torch.Tensor], reference: str = "ats",
+                        resamples: int = 2000, seed: int = 0) -> List[dict]:
+    """Each point of every other curve against ``reference`` interpolated at the point's GFLOPs."""
+    ref = [(p["gflops_per_view"], correct[p["id"]]) for p in curves.get(reference, [])]
+    out = []
+    for method, points in curves.items():
+        if method == reference:
+            continue
+        for p in points:
+            c_ref = interpolate_curve(ref, p["gflops_per_view"])
+            if c_ref is None:
+                continue
+            c = correct[p["id"]]
+            lo, hi = paired_bootstrap_ci(c, c_ref, resamples, seed)
+            out.append({"method": method, "budget": p["budget"], "gflops_per_view": p["gflops_per_view"],
+                        "top1": p["top1"], "ats_top1_interpolated": round(float(c_ref.mean()) * 100, 4),
+                        "top1_diff_vs_ats": round(float((c - c_ref).mean()) * 100, 4),
+                        "ci95": [round(lo, 4), round(hi, 4)]})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# evaluation on decoded views
+# ---------------------------------------------------------------------------------------------------
+@dataclass
+class TestViews:
+    """The decoded test views (decoded once, shared by every evaluation)."""
+    clips: torch.Tensor           # (V, 3, T, c, c) normalised
+    video: torch.Tensor           # (V,) video index of each view
+    labels: torch.Tensor          # (N,) label of each evaluated video
+    paths: List[str]
+    failures: List[dict] = field(default_factory=list)
+
+
+def decode_test_views(records, settings: Dict[str, Any], views: Tuple[int, int]) -> TestViews:
+    from . import common as A
+
+    clips, meta, failures = A.decode_views(records, settings, views)
+    if clips is None:
+        raise UserError("no test video could be decoded")
+    index = sorted({m["video_index"] for m in meta})
+    pos = {v: i for i, v in enumerate(index)}
+    video = torch.tensor([pos[m["video_index"]] for m in meta])
+    labels = torch.tensor([int(records[v].label) for v in index])
+    return TestViews(clips, video, labels, [records[v].path for v in index], failures)
+
+
+@torch.no_grad()
+def evaluate_views(model, tv: TestViews, batch_size: int) -> Dict[str, Any]:
+    """Top-1/Top-5 over videos (softmax scores of a video's views averaged), per-video correctness,
+    GFLOPs per view (mean/std) and kept tokens per view of ``model`` on the decoded views."""
+    from ..engine.evaluate import topk_accuracy
+    from . import common as A
+
+    res = A.measure(model, tv.clips, batch_size)
+    probs = torch.softmax(res["logits"].double(), dim=-1)
+    n = tv.labels.numel()
+    scores = torch.zeros(n, probs.shape[1], dtype=torch.float64).index_add_(0, tv.video, probs)
+    scores /= torch.bincount(tv.video, minlength=n).clamp_min(1).unsqueeze(1).double()
+    correct = (scores.argmax(dim=1) == tv.labels).double()
+    g = res["gflops"].double()
+    return {"top1": round(float(correct.mean()) * 100, 4),
+            "top5": round(topk_accuracy(scores, tv.labels, scores.shape[1], 5), 4),
+            "gflops_per_view": round(float(g.mean()), 6), "gflops_std": round(float(g.std(correction=0)), 6),
+            "kept_tokens_per_view": {str(b): round(float(v.double().mean()), 2) for b, v in res["kept"].items()},
+            "kept_tokens": {str(b): v.tolist() for b, v in res["kept"].items()},
+            "correct": correct.to(torch.uint8).tolist()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# the pipeline
+# ---------------------------------------------------------------------------------------------------
+class Bench:
+    """Runs :class:`BenchSpec`; ``run()`` returns the results dict (also written to ``out``)."""
+
+    def __init__(self, spec: BenchSpec, log: Callable[[str], None] = print):
+        self.spec, self.log = spec, log
+        self.out = os.path.abspath(spec.out)
+        self.times: Dict[str, float] = {}
+        self._views: Optional[TestViews] = None
+        self._views_ready = 0.0
+
+    # -- data ------------------------------------------------------------------------------------------
+    def data(self) -> Dict[str, str]:
+        from ..data.synthetic import PRESETS, make_synthetic
+
+        params = dict(PRESETS["kinetics"], seed=self.spec.data_seed, **dict(self.spec.data_overrides))
+        folder = self.spec.data_dir()
+        stage = Stage(folder, stage_key("data", params), "data", self.log)
+        info = stage.load()
+        if info is None:
+            n = params["classes"] * params["videos_per_class"]
+            self.log(f"[data] writing {n} synthetic videos (preset kinetics, seed {self.spec.data_seed}) to {folder}")
+            stage.begin()
+            paths = make_synthetic(folder, **params)
+            info = stage.finish(paths=paths)
+        else:
+            self.log(f"[data] cached in {folder}")
+        self.times["data"] = info["seconds"]
+        self.data_key = stage.key
+        return info["paths"]
+
+    # -- training --------------------------------------------------------------------------------------
+    def _train_cfg(self, recipe: str, paths: Dict[str, str], seed: int, extra: Sequence[str]) -> Dict[str, Any]:
+        from ..engine.config import load_config
+
+        return load_config(recipe, [f"data.train_annotations={paths['train_csv']}",
+                                    f"data.val_annotations={paths['val_csv']}", f"data.data_root={paths['root']}",
+                                    f"seed={seed}", "device=cpu", "train.progress=false",
+                                    *self.spec.overrides, *extra])
+
+    def _train(self, name: str, cfg: Dict[str, Any], upstream: str) -> Tuple[str, str]:
+        ckpt, key, seconds = train_stage(self.out, name, cfg, upstream, self.log)
+        self.times[name] = seconds
+        return ckpt, key
+
+    def base_ats(self) -> Dict[str, Any]:
+        from ..engine.config import load_config
+
+        ats = load_config(self.spec.finetune_recipe, [])["model"]["ats"]
+        if not ats or not ats.get("blocks"):
+            raise UserError(f"{self.spec.finetune_recipe}: model.ats must give the ATS blocks and K")
+        return ats
+
+    # -- evaluation ------------------------------------------------------------------------------------
+    def _views_of(self, cfg, model, paths) -> TestViews:
+        if self._views is None:
+            from ..engine.builders import model_data_settings, read_split
+
+            t0 = time.time()
+            records, _ = read_split(paths["test_csv"], cfg, "test")
+            self._views = decode_test_views(records, model_data_settings(cfg, model), self.spec.views)
+            self.log(f"[decode] {len(self._views.paths)} test videos, {self._views.clips.shape[0]} views, "
+                     f"{len(self._views.failures)} failed, in {time.time() - t0:.0f} s")
+            self.times["decode_test_views"] = round(time.time() - t0, 1)
+            self._views_ready = time.time()
+        return self._views
+
+    def evaluate(self, cfg, ckpt: str, ckpt_key: str, paths, settings: List[Tuple[str, str, Dict[str, Any]]],
+                 tag: str) -> Dict[str, dict]:
+        """Evaluate ``ckpt`` under each (point id, method, reduction) setting; cached per setting."""
+        from ..analysis.common import build_eval_model
+
+        folder = os.path.join(self.out, tag, "eval")
+        os.makedirs(folder, exist_ok=True)
+        out, model, seconds = {}, None, 0.0
+        for pid, method, reduction in settings:
+            key = stage_key("eval", ckpt_key, self.data_key, method, reduction, self.spec.views)
+            path = os.path.join(folder, f"{pid}.json")
+            cached = _read_json(path)
+            if cached is not None and cached.get("key") == key:
+                out[pid] = cached
+                seconds += cached.get("seconds", 0.0)
+                continue
+            t_point = time.time()
+            if model is None:
+                model = build_eval_model(dict(cfg, model=dict(cfg["model"], ats=None, pretrained=None)), ckpt,
+                                         need_ats=False, what="bench-accuracy")
+            _set_reduction(model, method, reduction)
+            views = self._views_of(cfg, model, paths)
+            t_point = max(t_point, self._views_ready)             # decoding is its own stage
+            res = evaluate_views(model, views, self.spec.batch_size)
+            res.update(key=key, id=pid, method=method, reduction=reduction, seconds=round(time.time() - t_point, 1))
+            seconds += res["seconds"]
+            _write_json(res, path)
+            out[pid] = res
+            self.log(f"[eval {tag}] {pid:28s} Top-1 {res['top1']:6.2f}  GFLOPs/view {res['gflops_per_view']:.4f}"
+                     f"  ({res['seconds']:.0f} s)")
+        self.times[f"eval_{tag}"] = round(self.times.get(f"eval_{tag}", 0.0) + seconds, 1)
+        return out
+
+    # -- everything ------------------------------------------------------------------------------------
+    def run(self) -> Dict[str, Any]:
+        t_all = time.time()
+        spec = self.spec
+        paths = self.data()
+        base = self.base_ats()
+        seed_runs, main = [], None
+        for i, seed in enumerate(spec.seeds):
+            tag = f"seed{seed}"
+            dense_cfg = self._train_cfg(spec.recipe, paths, seed, [])
+            dense_ckpt, dense_key = self._train(os.path.join(tag, "dense"), dense_cfg, self.data_key)
+            ft_scales = spec.finetune_scales if i == 0 else (spec.main_finetune_scale,)
+            finetuned = {}
+            for s in ft_scales:
+                ats = _scaled_ats(base, s)
+                ft_cfg = self._train_cfg(spec.finetune_recipe, paths, seed,
+                                         [f"model.pretrained={dense_ckpt}", f"model.ats={json.dumps(ats)}"])
+                finetuned[s] = (ats, *self._train(os.path.join(tag, f"ats_finetuned_x{s:g}"), ft_cfg, dense_key))
+            settings = [("dense", "dense", None)]
+            if i == 0:
+                settings += [(f"ats_x{s:g}", "ats", _scaled_ats(base, s)) for s in spec.ats_scales]
+                settings += [(f"{m}_x{s:g}", m, _scaled_ats(base, s, selection=m))
+                             for m in ("topk", "random") for s in spec.baseline_scales]
+                settings += [(f"tome_r{r:g}", "tome", {"blocks": list(base["blocks"]), "r": r}) for r in spec.tome_r]
+            results = self.evaluate(dense_cfg, dense_ckpt, dense_key, paths, settings, tag)
+            for s, (ats, ckpt, key) in finetuned.items():
+                ft_cfg = dict(dense_cfg, model=dict(dense_cfg["model"], ats=ats))
+                results.update(self.evaluate(ft_cfg, ckpt, key, paths, [(f"ats_finetuned_x{s:g}", "ats", ats)], tag))
+            main_ft = results[f"ats_finetuned_x{spec.main_finetune_scale:g}"]
+            seed_runs.append({"seed": seed, "dense_top1": results["dense"]["top1"],
+                              "ats_finetuned_top1": main_ft["top1"],
+                              "ats_finetuned_gflops_per_view": main_ft["gflops_per_view"],
+                              "dense_gflops_per_view": results["dense"]["gflops_per_view"]})
+            if i == 0:
+                main = (dense_cfg, dense_ckpt, finetuned, results)
+        result = self.summarize(main, seed_runs, base, paths)
+        result["seconds"] = {"total_this_run": round(time.time() - t_all, 1), "stages": self.times}
+        _write_json(result, os.path.join(self.out, "accuracy_benchmark.json"))
+        self.pictures(main, result, paths)
+        return result
+
+    def pictures(self, main, result: Dict[str, Any], paths) -> List[str]:
+        """OUT/bench_*.png: the accuracy-vs-GFLOPs curves; for the main fine-tuned ATS model the kept
+        tokens over the frames of the test clips that kept fewest and most tokens (paper Fig. 7) and
+        the kept-token histograms per ATS stage over all test views (Fig. 6)."""
+        from .common import build_eval_model, measure
+        from .plots import clip_to_frames, plot_kept_histograms, plot_token_overlay
+
+        dense_cfg, _, finetuned, results = main
+        ats, ckpt, _ = finetuned[self.spec.main_finetune_scale]
+        ev = results[f"ats_finetuned_x{self.spec.main_finetune_scale:g}"]
+        files = [plot_curves(result, os.path.join(self.out, "bench_accuracy_vs_gflops.png"))]
+        last = str(max(int(b) for b in ev["kept_tokens"]))
+        n_tok = torch.tensor(ev["kept_tokens"][last])
+        model = build_eval_model(dict(dense_cfg, model=dict(dense_cfg["model"], ats=ats, pretrained=None)), ckpt,
+                                 what="bench-accuracy")
+        tv = self._views_of(dense_cfg, model, paths)
+        centre = torch.arange(tv.clips.shape[0]) % self.spec.views[1] == self.spec.views[1] // 2
+        picks = [int(i) for i in (n_tok.masked_fill(~centre, 1 << 30).argmin(), n_tok.masked_fill(~centre, -1).argmax())]
+        res = measure(model, tv.clips[picks], batch_size=len(picks), with_positions=True)
+        frames = [clip_to_frames(tv.clips[i], model.config["mean"], model.config["std"]) for i in picks]
+        _, hp, wp = frames[0].shape[0], frames[0].shape[1] // model.patch_size, frames[0].shape[2] // model.patch_size
+        stacked = {b: torch.cat([torch.stack([pos[:, 0], pos[:, 1] + k * hp * wp], dim=1)  # clips one above the other
+                                 for k, pos in enumerate(per_clip)]) for b, per_clip in res["positions"].items()}
+        files.append(plot_token_overlay(
+            __import__("numpy").concatenate(frames, axis=1), stacked, model.patch_size,
+            os.path.join(self.out, "bench_kept_tokens_overlay.png"),
+            title=f"fine-tuned ATS {ats['num_tokens']}: test clips keeping fewest (top) and most (bottom) tokens"))
+        files.append(plot_kept_histograms({int(b): v for b, v in ev["kept_tokens"].items()},
+                                          os.path.join(self.out, "bench_kept_tokens_hist.png"),
+                                          num_tokens=dict(zip(ats["blocks"], ats["num_tokens"])),
+                                          full_tokens=int(tv.clips.shape[2] * hp * wp),
+                                          title=f"fine-tuned ATS, {tv.clips.shape[0]} test views"))
+        return files
+
+    def summarize(self, main, seed_runs, base, paths) -> Dict[str, Any]:
+        import torch as _t
+
+        dense_cfg, dense_ckpt, finetuned, results = main
+        curves: Dict[str, List[dict]] = {m: [] for m in METHODS}
+        correct: Dict[str, _t.Tensor] = {}
+        for pid, r in results.items():
+            correct[pid] = _t.tensor(r["correct"], dtype=_t.float64)
+            if pid == "dense":
+                continue
+            method = "ats_finetuned" if pid.startswith("ats_finetuned") else r["method"]
+            budget = {"r": r["reduction"]["r"]} if method == "tome" else {
+                "num_tokens": r["reduction"]["num_tokens"], "scale": float(pid.rsplit("_x", 1)[1])}
+            curves[method].append({"id": pid, "budget": budget, "gflops_per_view": r["gflops_per_view"],
+                                   "gflops_std": r["gflops_std"], "top1": r["top1"], "top5": r["top5"],
+                                   "kept_tokens_per_view": r["kept_tokens_per_view"]})
+        for pts in curves.values():
+            pts.sort(key=lambda p: p["gflops_per_view"])
+        matched = matched_comparisons(curves, correct, "ats", self.spec.bootstrap)
+        dense = results["dense"]
+        for m in matched:
+            m["gflops_reduction"] = round(1 - m["gflops_per_view"] / dense["gflops_per_view"], 4)
+        vs_dense = []
+        for p in curves["ats_finetuned"] + curves["ats"]:
+            lo, hi = paired_bootstrap_ci(correct[p["id"]], correct["dense"], self.spec.bootstrap)
+            vs_dense.append({"method": "ats_finetuned" if p["id"].startswith("ats_finetuned") else "ats",
+                             "budget": p["budget"], "gflops_per_view": p["gflops_per_view"],
+                             "gflops_reduction": round(1 - p["gflops_per_view"] / dense["gflops_per_view"], 4),
+                             "top1_diff_vs_dense": round(p["top1"] - dense["top1"], 4),
+                             "ci95": [round(lo, 4), round(hi, 4)]})
+        from ..engine.config import load_config
+        from ..data.synthetic import PRESETS
+
+        recipe = load_config(self.spec.recipe, [])
+        return {
+            "version": RESULTS_VERSION,
+            "benchmark": "video-ats bench-accuracy: small TimeSformer on the Kinetics-shaped synthetic set",
+            "torch": torch.__version__,
+            "data": {"preset": "kinetics", "seed": self.spec.data_seed,
+                     **_json_safe(dict(PRESETS["kinetics"], **dict(self.spec.data_overrides))),
+                     "splits": {s: _count_lines(paths[f"{s}_csv"]) for s in ("train", "val", "test")}},
+            "model": {"name": recipe["model"]["name"], **recipe["model"]["kwargs"]},
+            "ats_blocks": list(base["blocks"]), "ats_base_num_tokens": list(base["num_tokens"]),
+            "views": f"{self.spec.views[0]}x{self.spec.views[1]}", "combine": "softmax_mean",
+            "num_val_videos": len(self._views.paths) if self._views else dense.get("num_videos", len(dense["correct"])),
+            "num_failed_videos": len(self._views.failures) if self._views else 0,
+            "dense": {"top1": dense["top1"], "top5": dense["top5"], "gflops_per_view": dense["gflops_per_view"]},
+            "curves": {m: [{k: v for k, v in p.items() if k != "id"} for p in pts] for m, pts in curves.items()},
+            "matched": matched,
+            "vs_dense": vs_dense,
+            "bootstrap": {"resamples": self.spec.bootstrap, "level": 0.95, "paired_over": "test videos"},
+            "seed_runs": seed_runs,
+        }
+
+
+def _scaled_ats(base: Dict[str, Any], s: float, selection: str = "ats") -> Dict[str, Any]:
+    from .common import scale_num_tokens
+
+    return dict(base, num_tokens=scale_num_tokens(base["num_tokens"], s), selection=selection)
+
+
+def _set_reduction(model, method: str, reduction: Optional[Dict[str, Any]]) -> None:
+    """Switch the dense model to one evaluated setting (dense, ATS or a baseline, ToMe)."""
+    if hasattr(model, "set_tome"):
+        model.set_tome(None)
+    model.set_ats(None)
+    if method == "tome":
+        if not hasattr(model, "set_tome"):
+            raise UserError(f"{type(model).__name__} has no token merging (ToMe)")
+        model.set_tome(reduction)
+    elif method != "dense":
+        model.set_ats(reduction)
+
+
+def _read_json(path: str) -> Optional[dict]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(obj: Any, path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _json_safe(d: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+def _count_lines(csv_path: str) -> int:
+    with open(csv_path, encoding="utf-8") as f:
+        return max(sum(1 for _ in f) - 1, 0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# reporting: markdown, figures, the README block
+# ---------------------------------------------------------------------------------------------------
+METHOD_NAMES = {"dense": "dense", "ats": "ATS, off the shelf", "ats_finetuned": "ATS, fine-tuned",
+                "topk": "top-K", "random": "random dropping", "tome": "ToMe (token merging)"}
+README_BEGIN = "<!-- bench-accuracy:begin (generated by `video-ats bench-accuracy --publish`; do not edit) -->"
+README_END = "<!-- bench-accuracy:end -->"
+
+
+def _budget(method: str, b: Dict[str, Any]) -> str:
+    if method == "tome":
+        return f"r = {b['r']:g}"
+    return "K = " + ", ".join(f"{k:g}" for k in b["num_tokens"])
+
+
+def _ci(ci) -> str:
+    return f"[{ci[0]:+.1f}, {ci[1]:+.1f}]"
+
+
+def render_markdown(r: Dict[str, Any], image_dir: str = "docs/images") -> str:
+    """The README block: setup line, the table of every point, matched comparisons, seed runs, figures."""
+    d = r["dense"]
+    g0 = d["gflops_per_view"]
+    m = r["model"]
+    lines = [
+        f"Small TimeSformer ({m['depth']} blocks, width {m['embed_dim']}, {m['num_frames']} frames on a "
+        f"{m['img_size'] // m['patch_size']}×{m['img_size'] // m['patch_size']} patch grid) trained from scratch on "
+        f"the Kinetics-shaped synthetic set ({r['data']['classes']} classes, "
+        f"{r['data']['splits']['train']} train / {r['data']['splits']['val']} val / "
+        f"{r['data']['splits']['test']} test videos); {r['num_val_videos']} test videos, {r['views']} views, "
+        f"softmax averaged. ATS / top-K / random / ToMe at blocks {r['ats_blocks']}. torch {r['torch']}.",
+        "",
+        "| method | budget | GFLOPs/view | vs dense | Top-1 | Top-5 | tokens kept after each reduction block |",
+        "|---|---|---:|---:|---:|---:|---|",
+        f"| dense | – | {g0:.4f} | – | {d['top1']:.1f} | {d['top5']:.1f} | – |",
+    ]
+    for method in METHODS:
+        for p in r["curves"].get(method, []):
+            kept = " / ".join(f"{v:.0f}" for _, v in sorted(p["kept_tokens_per_view"].items(), key=lambda kv: int(kv[0])))
+            lines.append(f"| {METHOD_NAMES[method]} | {_budget(method, p['budget'])} | {p['gflops_per_view']:.4f} | "
+                         f"{100 * (p['gflops_per_view'] / g0 - 1):+.0f} % | {p['top1']:.1f} | {p['top5']:.1f} | {kept} |")
+    lines += ["", "**At matched GFLOPs** — each point against off-the-shelf ATS interpolated along its curve to the "
+              "same GFLOPs per view; Δ = method − ATS in Top-1 points, paired bootstrap 95 % CI over the same "
+              f"test videos ({r['bootstrap']['resamples']} resamples):", "",
+              "| method | budget | GFLOPs/view | Top-1 | ATS Top-1 at that GFLOPs | Δ vs ATS [95 % CI] |",
+              "|---|---|---:|---:|---:|---|"]
+    for c in r["matched"]:
+        lines.append(f"| {METHOD_NAMES[c['method']]} | {_budget(c['method'], c['budget'])} | {c['gflops_per_view']:.4f} "
+                     f"| {c['top1']:.1f} | {c['ats_top1_interpolated']:.1f} | **{c['top1_diff_vs_ats']:+.1f}** "
+                     f"{_ci(c['ci95'])} |")
+    lines += ["", "**Against dense** (paired bootstrap 95 % CI of the Top-1 difference):", "",
+              "| method | budget | GFLOPs/view | fewer GFLOPs | Δ Top-1 vs dense [95 % CI] |", "|---|---|---:|---:|---|"]
+    for c in r["vs_dense"]:
+        lines.append(f"| {METHOD_NAMES[c['method']]} | {_budget(c['method'], c['budget'])} | {c['gflops_per_view']:.4f} "
+                     f"| {100 * c['gflops_reduction']:.0f} % | {c['top1_diff_vs_dense']:+.1f} {_ci(c['ci95'])} |")
+    lines += ["", "**Training seeds** (same data, same recipes):", "",
+              "| seed | dense Top-1 | fine-tuned ATS Top-1 | its GFLOPs/view |", "|---:|---:|---:|---:|"]
+    for s in r["seed_runs"]:
+        lines.append(f"| {s['seed']} | {s['dense_top1']:.1f} | {s['ats_finetuned_top1']:.1f} | "
+                     f"{s['ats_finetuned_gflops_per_view']:.4f} |")
+    st = r.get("seconds", {}).get("stages", {})
+    if st:
+        lines += ["", "Stage times of the run that wrote these numbers (s): " +
+                  ", ".join(f"{k} {v:.0f}" for k, v in st.items()) + "."]
+    lines += ["", f"![Top-1 vs GFLOPs per view]({image_dir}/bench_accuracy_vs_gflops.png)",
+              f"![kept tokens, fine-tuned ATS]({image_dir}/bench_kept_tokens_overlay.png)",
+              f"![kept-token histograms, fine-tuned ATS]({image_dir}/bench_kept_tokens_hist.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: str, block: str) -> None:
+    """Replace the text between the bench-accuracy markers of ``readme`` with ``block``."""
+    with open(readme, encoding="utf-8") as f:
+        text = f.read()
+    if README_BEGIN not in text or README_END not in text:
+        raise UserError(f"{readme} has no bench-accuracy markers ({README_BEGIN} ... {README_END})")
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    with open(readme, "w", encoding="utf-8") as f:
+        f.write(head + README_BEGIN + "\n" + block + README_END + tail)
+
+
+def plot_curves(r: Dict[str, Any], path: str) -> str:
+    from .plots import plot_accuracy_vs_gflops
+
+    rows = [{"selection": "dense", "gflops_mean": r["dense"]["gflops_per_view"], "top1": r["dense"]["top1"]}]
+    for method, pts in r["curves"].items():
+        rows += [{"selection": method, "gflops_mean": p["gflops_per_view"], "top1": p["top1"]} for p in pts]
+    return plot_accuracy_vs_gflops(rows, path, title=f"{r['num_val_videos']} test videos, {r['views']} views "
+                                                     f"(x: measured mean GFLOPs per view)", labels=METHOD_NAMES)
