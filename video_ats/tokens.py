@@ -108,6 +108,8 @@ class TokenSet:
     cls:  (B, C, D) class tokens, not part of ``x``: C = 1 (TimeSformer) or T (X-ViT, one per frame).
     clip, t, p: (M,) long positions; p = h * W + w on the patch grid.
     grid: (T, H, W) of the full token grid.
+    size: (M,) float, the number of original patches each token stands for (token merging, see
+          :mod:`video_ats.tome`); None means all ones (dense and ATS sets), at no cost.
     """
     x: torch.Tensor
     cls: torch.Tensor
@@ -116,6 +118,7 @@ class TokenSet:
     p: torch.Tensor
     grid: Tuple[int, int, int]
     dense: bool = False
+    size: Optional[torch.Tensor] = None
     _groups: Dict[Tuple[str, int], Groups] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -141,16 +144,18 @@ class TokenSet:
     def replace(self, x: torch.Tensor, cls: Optional[torch.Tensor] = None) -> "TokenSet":
         """Same tokens and layout, new features (the cached groups stay valid)."""
         return TokenSet(x, self.cls if cls is None else cls, self.clip, self.t, self.p, self.grid,
-                        self.dense, self._groups)
+                        self.dense, self.size, self._groups)
 
-    def keep(self, kept: torch.Tensor, x: Optional[torch.Tensor] = None) -> "TokenSet":
+    def keep(self, kept: torch.Tensor, x: Optional[torch.Tensor] = None,
+             size: Optional[torch.Tensor] = None) -> "TokenSet":
         """The subset given by ``kept``: a (M,) bool mask or the sorted packed indices to keep; ``x``
-        (M, D) replaces the features first if given."""
+        (M, D) and ``size`` (M,) replace the features and the token sizes first if given."""
         idx = kept.nonzero().squeeze(1) if kept.dtype == torch.bool else kept
         x = self.x if x is None else x
+        size = self.size if size is None else size
         dense = self.dense and idx.numel() == self.x.shape[0]
         return TokenSet(x.index_select(0, idx), self.cls, self.clip[idx], self.t[idx], self.p[idx],
-                        self.grid, dense)
+                        self.grid, dense, None if size is None else size.index_select(0, idx))
 
     def groups(self, by: str, lead: int = 0) -> Groups:
         """Attention groups: ``"frame"`` (one per clip and frame, all B·T of them, so a lead CLS always

@@ -126,7 +126,7 @@ def decode_views(records, settings: Dict[str, Any], views: Tuple[int, int], clip
 # forwards
 # ---------------------------------------------------------------------------------------------
 class KeptPositions:
-    """Forward hooks on the ATS blocks that record the (t, p) positions each clip kept.
+    """Forward hooks on the ATS (or ToMe) blocks that record the (t, p) positions each clip kept.
 
     Non-invasive: works with any backbone whose ATS blocks return a :class:`~video_ats.tokens.TokenSet`
     (or a tuple holding one), called as modules (TimeSformer) or through ``forward_dense_ats`` /
@@ -141,10 +141,10 @@ class KeptPositions:
         self._wrapped = []
 
     def __enter__(self):
-        ats = getattr(self.model, "ats", None)
+        reduction = getattr(self.model, "ats", None) or getattr(self.model, "tome", None)   # ATS or ToMe
         blocks = getattr(self.model, "blocks", None)
-        if ats is not None and blocks is not None:
-            for i in ats.blocks:
+        if reduction is not None and blocks is not None:
+            for i in reduction.blocks:
                 blk = blocks[i]
                 self._handles.append(blk.register_forward_hook(self._hook(i)))
                 # X-ViT calls its ATS blocks through these methods, not as modules: wrap them on the

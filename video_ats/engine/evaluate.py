@@ -234,20 +234,20 @@ class PredictionStore:
 # ------------------------------------------------------------------------------------------------
 @torch.no_grad()
 def dense_gflops(model: nn.Module, settings: Dict[str, Any], device=None) -> Optional[float]:
-    """GFLOPs of one view through ``model`` with ATS switched off (the dense baseline)."""
+    """GFLOPs of one view through ``model`` with ATS (and ToMe) switched off (the dense baseline)."""
     device = device or next(model.parameters()).device
     x = torch.zeros(1, 3, settings["num_frames"], settings["crop_size"], settings["crop_size"], device=device)
-    saved = getattr(model, "ats", None)
-    has_switch = hasattr(model, "set_ats")
-    if saved is not None and not has_switch:
+    saved = {name: getattr(model, name, None) for name in ("ats", "tome")}
+    saved = {name: spec for name, spec in saved.items() if spec is not None}
+    if any(not hasattr(model, f"set_{name}") for name in saved):
         return None
     try:
-        if saved is not None:
-            model.set_ats(None)
+        for name in saved:
+            getattr(model, f"set_{name}")(None)
         return float(count_gflops(model, x)[0])
     finally:
-        if saved is not None:
-            model.set_ats(saved)
+        for name, spec in saved.items():
+            getattr(model, f"set_{name}")(spec)
 
 
 def _autocast(device: torch.device, amp: bool):

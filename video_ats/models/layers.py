@@ -44,13 +44,16 @@ def merge_heads(o: torch.Tensor) -> torch.Tensor:
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: Optional[torch.Tensor] = None,
            dropout: float = 0.0) -> torch.Tensor:
-    """softmax(q kᵀ / √d) v per group; ``key_mask`` (G, Lk) True for real keys (every group needs one)."""
+    """softmax(q kᵀ / √d) v per group. ``key_mask`` (G, Lk): bool, True for real keys (every group
+    needs one), or a float bias added to the logits of each key (−inf masks it; proportional attention)."""
     mask = None if key_mask is None else key_mask[:, None, None, :]
+    if mask is not None and mask.is_floating_point():
+        mask = mask.to(q.dtype)
     if _ATTENTION_BACKEND == "sdpa":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
     a = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
     if mask is not None:
-        a = a.masked_fill(~mask, float("-inf"))
+        a = a + mask if mask.is_floating_point() else a.masked_fill(~mask, float("-inf"))
     a = F.dropout(a.softmax(dim=-1), dropout)
     return a @ v
 

@@ -11,6 +11,7 @@ import torch
 from typing import Dict, Optional
 
 from ..ats import ATSConfig, scores_from_value_norms
+from ..errors import UserError
 from ..tokens import Groups, TokenSet
 
 # Backbones wrap ATS's own work (scores, sampling, gathers, index bookkeeping) in this profiler label,
@@ -48,7 +49,10 @@ class TokenSampling:
 
     def set_ats(self, ats) -> None:
         """Replace the ATS configuration (None turns ATS off); validated against the depth."""
-        self.ats = ATSConfig.from_any(ats, self.depth)
+        cfg = ATSConfig.from_any(ats, self.depth)
+        if cfg is not None and getattr(self, "tome", None) is not None:
+            raise UserError("ATS and ToMe cannot be on at the same time; turn ToMe off first (tome=None)")
+        self.ats = cfg
 
     def ats_at(self, block: int) -> Optional[ATSConfig]:
         """The configuration if ``block`` ends with an ATS step, else None."""

@@ -8,6 +8,12 @@ other input sizes. Official checkpoints load strictly (see ``adapt_state_dict``)
 Tokens live in a :class:`~video_ats.tokens.TokenSet`, so after an ATS block the following blocks run
 on the kept tokens only: temporal attention among the kept tokens of a spatial position, spatial
 attention among the kept tokens of a frame, linear layers on the packed kept tokens of the batch.
+
+Token merging (ToMe, :mod:`video_ats.tome`, the merging baseline; exclusive with ATS) runs at its
+blocks after the spatial attention's residual and before the MLP: r tokens of every frame merge into
+others of the same frame (matched on that attention's keys; the CLS never merges), each merged token
+keeps the position of the token it merged into and carries its size, and all later attention
+(temporal and spatial) adds log(size) of each key to the logits (proportional attention).
 """
 from __future__ import annotations
 
@@ -25,7 +31,9 @@ from ..checkpoint import resize_grid_embedding, resize_time_embedding, strip_pre
 from ..errors import UserError
 from ..flops import FlopMeter
 from ..tokens import TokenSet
+from ..tome import MergeCount, resolve_r
 from .layers import init_vit_weights, Attention, Mlp, attention_row, drop_path_packed, merge_heads, split_heads
+from .merging import TOME_PROFILE_LABEL, TokenMerging, key_mask, merge_within_frames
 from .registry import preset
 from .sampling import ATS_PROFILE_LABEL, TokenSampling, select_tokens
 
@@ -78,7 +86,8 @@ class PatchEmbed(nn.Module):
 
 
 class DividedSpaceTimeBlock(nn.Module):
-    """Temporal attention → temporal_fc → residual; spatial attention (ATS here) → residual; MLP."""
+    """Temporal attention → temporal_fc → residual; spatial attention (ATS here) → residual;
+    (ToMe here) → MLP."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0):
@@ -97,7 +106,9 @@ class DividedSpaceTimeBlock(nn.Module):
         return drop_path_packed(x, clip, ts.batch_size, self.drop_path, self.training)
 
     def forward(self, ts: TokenSet, ats: Optional[ATSConfig] = None, index: int = -1,
-                meter: Optional[FlopMeter] = None) -> TokenSet:
+                meter: Optional[FlopMeter] = None, tome_r: Optional[MergeCount] = None) -> TokenSet:
+        """One block on ``ts``; ``ats`` samples tokens in the spatial attention, ``tome_r`` (exclusive
+        with it) merges that many tokens inside every frame after the spatial attention."""
         b, (t, _, _) = ts.batch_size, ts.grid
         d = ts.x.shape[-1]
         heads = self.attn.num_heads
@@ -106,7 +117,7 @@ class DividedSpaceTimeBlock(nn.Module):
         # Temporal attention: the kept tokens of each spatial position attend to each other (no CLS).
         positions = ts.groups("position")
         q, k, v = split_heads(positions.pad(self.temporal_attn.qkv(self.temporal_norm1(ts.x))), heads)
-        o = positions.unpad(merge_heads(self.temporal_attn.attend(q, k, v, positions.key_mask())))
+        o = positions.unpad(merge_heads(self.temporal_attn.attend(q, k, v, key_mask(positions, ts))))
         xt = ts.x + self._drop(self.temporal_fc(self.temporal_attn.project(o)), ts)
         if meter is not None:
             meter.layer_norm(n, d)
@@ -120,7 +131,7 @@ class DividedSpaceTimeBlock(nn.Module):
         qkv_tok = self.attn.qkv(self.norm1(xt))
         qkv_cls = self.attn.qkv(self.norm1(ts.cls)).repeat_interleave(t, dim=0)      # (B·T, 1, 3D)
         q, k, v = split_heads(frames.pad(qkv_tok, qkv_cls), heads)
-        key_mask = frames.key_mask()
+        keys_frame = key_mask(frames, ts)
         if meter is not None:
             meter.layer_norm(n + 1, d)
             meter.linear(n + 1, self.attn.qkv)
@@ -129,7 +140,7 @@ class DividedSpaceTimeBlock(nn.Module):
             # ATS: score every token from its frame's CLS row, keep a subset per clip, and compute the
             # attention output only for CLS + kept queries (rows of the same attention matrix).
             with record_function(ATS_PROFILE_LABEL):
-                cls_attn = attention_row(q[:, :, 0], k, key_mask)
+                cls_attn = attention_row(q[:, :, 0], k, keys_frame)
                 kept = select_tokens(ts, frames, cls_attn, v, ats, index).nonzero().squeeze(1)
                 out_ts = ts.keep(kept, x=xt)
                 out_frames = out_ts.groups("frame", lead=1)
@@ -138,21 +149,32 @@ class DividedSpaceTimeBlock(nn.Module):
                 out_ts.groups("position")     # the next block's temporal groups: ATS bookkeeping too
             if meter is not None:
                 meter.add(frames.slots_per_clip(b) * d)          # the extra CLS-row logits
-        o = merge_heads(self.attn.attend(q, k, v, key_mask))                            # (B·T, Lq, D)
+        o = merge_heads(self.attn.attend(q, k, v, keys_frame))                          # (B·T, Lq, D)
         res_tok = self.attn.project(out_frames.unpad(o))
         res_cls = self.attn.project(o[:, :1]).view(b, t, d).mean(dim=1, keepdim=True)  # average over frames
-        x = out_ts.x + self._drop(res_tok, out_ts)
+        out_ts = out_ts.replace(out_ts.x + self._drop(res_tok, out_ts))
         cls = ts.cls + self._drop(res_cls, out_ts, per_clip=True)
         if meter is not None:
-            n_out = out_ts.num_tokens if ats is not None else n
+            n_query = out_ts.num_tokens if ats is not None else n
             meter.attention(out_frames.pairs_per_clip(b, keys=frames), d)
-            meter.linear(n_out + t, self.attn.proj)
+            meter.linear(n_query + t, self.attn.proj)
+
+        # ToMe: merge r tokens inside every frame, matched on this spatial attention's keys.
+        r = resolve_r(tome_r, frames.length - 1) if tome_r is not None else 0
+        if r:
+            with record_function(TOME_PROFILE_LABEL):
+                out_ts = merge_within_frames(out_ts, k[:, :, 1:].mean(dim=1), r)
+            if meter is not None:
+                n_frame = frames.length - 1          # A: the even tokens of a frame, B: the odd ones
+                meter.add(t * ((n_frame + 1) // 2) * (n_frame // 2) * (d // heads))   # similarity A·Bᵀ
+
+        # MLP on the kept (or merged) tokens and the CLS, as one packed matrix.
+        if meter is not None:
+            n_out = out_ts.num_tokens if ats is not None or r else n
             meter.layer_norm(n_out + 1, d)
             meter.linear(n_out + 1, self.mlp.fc1)
             meter.linear(n_out + 1, self.mlp.fc2)
-
-        # MLP on the kept tokens and the CLS, as one packed matrix.
-        y = torch.cat([x, cls.view(b, d)], dim=0)
+        y = torch.cat([out_ts.x, cls.view(b, d)], dim=0)
         y = y + self._drop_mlp(self.mlp(self.norm2(y)), out_ts)
         return out_ts.replace(y[:-b], cls=y[-b:].view(b, 1, d))
 
@@ -162,18 +184,20 @@ class DividedSpaceTimeBlock(nn.Module):
 
 
 
-class TimeSformer(TokenSampling, nn.Module):
-    """TimeSformer with divided space-time attention; ``ats`` adds Adaptive Token Sampling.
+class TimeSformer(TokenSampling, TokenMerging, nn.Module):
+    """TimeSformer with divided space-time attention; ``ats`` adds Adaptive Token Sampling, ``tome``
+    (exclusive with ``ats``) token merging, e.g. ``{"blocks": [1, 2], "r": [0.5, 0.3]}``.
 
     Input (B, 3, T, H, W) float, output (B, num_classes) logits. After each forward,
-    ``last_kept_tokens`` maps every ATS block index to a (B,) tensor of tokens kept per clip.
+    ``last_kept_tokens`` maps every ATS (or ToMe) block index to a (B,) tensor of the patch tokens each
+    clip has left after that block.
     """
 
     def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 400,
                  num_frames: int = 8, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0, head_drop_rate: float = 0.0,
-                 ats=None, sampling_rate: int = 8, mean=KINETICS_MEAN, std=KINETICS_STD,
+                 ats=None, sampling_rate: int = 8, mean=KINETICS_MEAN, std=KINETICS_STD, tome=None,
                  embed_init: str = "official"):
         super().__init__()
         if embed_init not in EMBED_INITS:
@@ -202,6 +226,7 @@ class TimeSformer(TokenSampling, nn.Module):
         self.head_drop = nn.Dropout(head_drop_rate)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         self._init_ats(ats)
+        self._init_tome(tome)
         self._init_weights()
 
     # -- initialisation as in the official code ------------------------------------------------------
@@ -263,9 +288,9 @@ class TimeSformer(TokenSampling, nn.Module):
         ts = self._embed(x, flop_meter)
         kept: Dict[int, torch.Tensor] = {}
         for i, blk in enumerate(self.blocks):
-            ats = self.ats_at(i)
-            ts = blk(ts, ats, i, flop_meter)
-            if ats is not None:
+            ats, tome_r = self.ats_at(i), self.tome_at(i)
+            ts = blk(ts, ats, i, flop_meter, tome_r)
+            if ats is not None or tome_r is not None:
                 kept[i] = ts.num_tokens.detach()
         self.last_kept_tokens = kept
         if flop_meter is not None:
