@@ -175,13 +175,14 @@ def test_bench_accuracy_end_to_end_is_cached_and_consistent(tmp_path):
     (tmp_path / "ats.yaml").write_text("_base_: dense.yaml\nmodel:\n  ats: {blocks: [1], num_tokens: [0.5]}\n")
     spec = BenchSpec(out=str(tmp_path / "run"), data=str(tmp_path / "data"), recipe=str(tmp_path / "dense.yaml"),
                      finetune_recipe=str(tmp_path / "ats.yaml"), seeds=(0, 1), ats_scales=(0.5, 1.0),
-                     baseline_scales=(0.5, 1.0), finetune_scales=(1.0,), tome_r=(), bootstrap=200,
+                     baseline_scales=(0.5, 1.0), finetune_scales=(1.0,), tome_r=(0.25, 0.5), tome_blocks=(0, 1),
+                     bootstrap=200,
                      data_overrides=(("videos_per_class", 5), ("size", (32, 24)), ("seconds", 0.5),
                                      ("val_fraction", 0.2), ("test_fraction", 0.2)))
     logs = []
     r = Bench(spec, log=logs.append).run()
     assert r["num_val_videos"] == 8 and r["data"]["splits"] == {"train": 24, "val": 8, "test": 8}
-    assert {m for m, pts in r["curves"].items() if pts} == {"ats", "ats_finetuned", "topk", "random"}
+    assert {m for m, pts in r["curves"].items() if pts} == {"ats", "ats_finetuned", "topk", "random", "tome"}
     assert len(r["seed_runs"]) == 2 and r["dense"]["gflops_per_view"] > 0
     for pts in r["curves"].values():
         for p in pts:                                         # every reduction costs less than dense

@@ -32,6 +32,8 @@ def add_arguments(parser) -> None:
                         help="the fine-tune repeated for every seed (default %(default)s)")
     parser.add_argument("--tome-r", type=float, nargs="+", default=list(d.tome_r),
                         help="ToMe: fraction of each frame's tokens merged at each block (default %(default)s)")
+    parser.add_argument("--tome-blocks", type=int, nargs="+", default=list(d.tome_blocks),
+                        help="blocks where ToMe merges (default %(default)s)")
     parser.add_argument("--bootstrap", type=int, default=d.bootstrap, help="bootstrap resamples (default %(default)s)")
     parser.add_argument("--publish", metavar="REPO", nargs="?", const=".", default=None,
                         help="also copy the results to REPO/docs/results/accuracy_benchmark.json and the pictures to "
@@ -52,8 +54,8 @@ def run(args) -> int:
     if args.main_finetune_scale not in args.finetune_scales:
         raise UserError(f"--main-finetune-scale {args.main_finetune_scale:g} must be one of --finetune-scales "
                         f"{args.finetune_scales}")
-    if any(not 0 < r < 1 for r in args.tome_r):
-        raise UserError(f"--tome-r values are fractions in (0, 1), got {args.tome_r}")
+    if any(not 0 < r <= 0.5 for r in args.tome_r):
+        raise UserError(f"--tome-r values are fractions of a frame's tokens in (0, 0.5], got {args.tome_r}")
     if args.bootstrap < 100:
         raise UserError(f"--bootstrap needs at least 100 resamples, got {args.bootstrap}")
     if len(set(args.seeds)) != len(args.seeds):
@@ -67,7 +69,7 @@ def run(args) -> int:
     spec = BenchSpec(out=args.out, data=args.data, data_seed=args.data_seed, seeds=tuple(args.seeds),
                      ats_scales=tuple(args.ats_scales), baseline_scales=tuple(args.baseline_scales),
                      finetune_scales=tuple(args.finetune_scales), main_finetune_scale=args.main_finetune_scale,
-                     tome_r=tuple(args.tome_r), bootstrap=args.bootstrap, overrides=tuple(args.overrides))
+                     tome_r=tuple(args.tome_r), tome_blocks=tuple(args.tome_blocks), bootstrap=args.bootstrap, overrides=tuple(args.overrides))
     result = Bench(spec, log=lambda line: print(line, flush=True)).run()
     block = render_markdown(result)
     out = os.path.abspath(args.out)
