@@ -22,6 +22,7 @@ COMMANDS = {
     "sweep": "sweep",
     "benchmark": "benchmark",
     "models": "models",
+    "export-hf": "export_hf",
 }
 
 
