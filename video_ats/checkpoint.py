@@ -78,12 +78,23 @@ def load_checkpoint(model: nn.Module, checkpoint: Union[str, os.PathLike, dict],
     """Load weights into ``model``; returns a report ``{"format", "notes", "missing", "unexpected"}``.
 
     checkpoint: a path (official TimeSformer .pyth, official X-ViT .pth, this project's checkpoint,
-                a plain state dict, a timm ImageNet ViT file for initialisation) or a loaded dict.
+                a plain state dict, a timm ImageNet ViT file for initialisation, a Hugging Face
+                transformers TimeSformer folder or its weights file) or a loaded dict.
     drop_head:  keep the model's own freshly initialised classifier (fine-tuning on another class
                 count); without it a classifier of another shape is an error.
     strict:     any key that is missing or unexpected after adaptation is an error.
     """
-    obj = read_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+    hf = None
+    if not isinstance(checkpoint, dict):
+        from .hf import check_architecture, resolve_hf
+        hf = resolve_hf(checkpoint)
+    if hf is not None:
+        check_architecture(model, hf, drop_head)
+        obj = hf.read_state_dict()
+        names = hf.class_names
+    else:
+        obj = read_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+        names = obj.get("class_names") if isinstance(obj, dict) else None
     state = extract_state_dict(obj)
     notes: list = []
     adapt = getattr(model, "adapt_state_dict", None)
@@ -113,6 +124,9 @@ def load_checkpoint(model: nn.Module, checkpoint: Union[str, os.PathLike, dict],
                         f"{_few(missing)}, {len(unexpected)} unexpected keys {_few(unexpected)}; "
                         "is it for another architecture?")
     model.load_state_dict(state, strict=False)
+    if (not drop_head and isinstance(names, (list, tuple)) and len(names) == getattr(model, "num_classes", -1)
+            and len(names) > 0):
+        model.class_names = [str(n) for n in names]
     return {"notes": notes, "missing": missing, "unexpected": unexpected}
 
 

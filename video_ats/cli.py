@@ -23,6 +23,7 @@ COMMANDS = {
     "bench-accuracy": "bench_accuracy",
     "benchmark": "benchmark",
     "models": "models",
+    "export-hf": "export_hf",
 }
 
 

@@ -10,7 +10,8 @@ HELP = "multi-view evaluation: Top-1/Top-5 and per-view GFLOPs; rerun the same c
 
 def add_arguments(parser) -> None:
     parser.add_argument("--config", help="YAML recipe (its model section builds the model)")
-    parser.add_argument("--checkpoint", help="weights to evaluate (project / official checkpoint); without it "
+    parser.add_argument("--checkpoint", help="weights to evaluate (project / official checkpoint, Hugging Face "
+                                             "TimeSformer folder); without it "
                                              "the model is randomly initialised (pipeline checks, GFLOPs)")
     parser.add_argument("--annotations", help="test annotation file (default: test.annotations, then "
                                               "data.val_annotations)")
@@ -88,6 +89,8 @@ def run_test(cfg, checkpoint, output, info):
     results.update({"model": cfg["model"]["name"], "ats": cfg["model"]["ats"],
                     "checkpoint": os.path.abspath(checkpoint) if checkpoint else None,
                     "annotations": os.path.abspath(annotations), "config": cfg["name"]})
+    if getattr(model, "class_names", None):      # from the checkpoint (HF id2label / training annotations)
+        results["class_names"] = list(model.class_names)
     if info.is_main:
         write_results(results, output)
     return results

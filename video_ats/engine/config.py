@@ -36,7 +36,8 @@ SCHEMA: Dict[str, Any] = {
         "ats": ("dict?", None, "null (dense) or {blocks: [...], num_tokens: [...], score_mode, "
                                "sort_scores, min_tokens, selection, seed}"),
         "pretrained": ("str?", None, "weights to start from: official TimeSformer/X-ViT, a project "
-                                     "checkpoint, or a timm ImageNet ViT file"),
+                                     "checkpoint, a timm ImageNet ViT file, or a Hugging Face "
+                                     "transformers TimeSformer folder (docs/huggingface.md)"),
         "drop_head": ("bool", False, "do not load the pretrained classifier (another class count)"),
         "kwargs": ("dict", {}, "extra constructor arguments (img_size, depth, drop_path_rate, ...)"),
     },

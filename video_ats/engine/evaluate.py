@@ -407,5 +407,10 @@ def write_results(results: Dict[str, Any], path: str) -> None:
 def file_fingerprint(path: Optional[str]) -> Optional[Dict[str, Any]]:
     if not path:
         return None
+    if os.path.isdir(path):                    # a Hugging Face folder: its config and weight files
+        from ..hf import CONFIG, resolve_hf
+        src = resolve_hf(path)
+        return {"path": os.path.abspath(path),
+                "files": [file_fingerprint(f) for f in [os.path.join(src.folder, CONFIG), *src.files]]}
     st = os.stat(path)
     return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}

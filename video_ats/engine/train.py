@@ -223,6 +223,9 @@ def train(cfg: Dict[str, Any], info: Optional[D.DistInfo] = None) -> Dict[str, A
     model.to(info.device)
     settings = model_data_settings(cfg, model)
     records, class_names = read_split(cfg["data"]["train_annotations"], cfg, "training")
+    placeholders = class_names == [str(i) for i in range(len(class_names))]     # a list file without names
+    if len(class_names) == cfg["model"]["num_classes"] and not (placeholders and getattr(model, "class_names", None)):
+        model.class_names = list(class_names)          # saved with the checkpoints, shown by export-hf
     val_records = None
     if t["eval_every"] > 0 and cfg["data"]["val_annotations"]:
         val_records, _ = read_split(cfg["data"]["val_annotations"], cfg, "validation")
@@ -292,7 +295,7 @@ def train(cfg: Dict[str, Any], info: Optional[D.DistInfo] = None) -> Dict[str, A
                "scheduler": scheduler.state_dict() if scheduler is not None else None,
                "scaler": scaler.state_dict(), "epoch": state["epoch"], "step": state["step"],
                "step_in_epoch": state["step_in_epoch"], "rng": state["rng"], "config": cfg, "arch": arch,
-               "best_top1": best_top1, "class_names": class_names}
+               "best_top1": best_top1, "class_names": getattr(_unwrap(model), "class_names", None) or class_names}
         if rng_all is not None:
             obj["rng_per_rank"] = rng_all
         obj.update(extra or {})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from ..ats import ATSConfig, scores_from_value_norms
 from ..errors import UserError
@@ -39,9 +39,12 @@ def select_tokens(ts: TokenSet, frames: Groups, cls_attn: torch.Tensor, v: torch
 
 class TokenSampling:
     """What both backbones share about ATS: the validated configuration (``self.ats``), switching it
-    (``set_ats``), the sampler of a given block, and the per-clip kept counts of the last forward."""
+    (``set_ats``), the sampler of a given block, and the per-clip kept counts of the last forward.
+    ``class_names`` (label order) is set by checkpoints that carry them (Hugging Face ``id2label``,
+    this project's training checkpoints); None when unknown."""
 
     depth: int
+    class_names: Optional[List[str]] = None
 
     def _init_ats(self, ats) -> None:
         self.ats: Optional[ATSConfig] = ATSConfig.from_any(ats, self.depth)

@@ -18,6 +18,7 @@ keeps the position of the token it merged into and carries its size, and all lat
 from __future__ import annotations
 
 import math
+import re
 
 from typing import Dict, Optional
 
@@ -90,14 +91,14 @@ class DividedSpaceTimeBlock(nn.Module):
     (ToMe here) → MLP."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0):
+                 drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0, norm_eps: float = 1e-6):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, drop)
-        self.temporal_norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.temporal_norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.temporal_attn = Attention(dim, num_heads, qkv_bias, attn_drop, drop)
         self.temporal_fc = nn.Linear(dim, dim)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
         self.drop_path = drop_path
 
@@ -198,7 +199,7 @@ class TimeSformer(TokenSampling, TokenMerging, nn.Module):
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0, head_drop_rate: float = 0.0,
                  ats=None, sampling_rate: int = 8, mean=KINETICS_MEAN, std=KINETICS_STD, tome=None,
-                 embed_init: str = "official"):
+                 norm_eps: float = 1e-6, embed_init: str = "official"):
         super().__init__()
         if embed_init not in EMBED_INITS:
             raise ValueError(f"embed_init must be one of {EMBED_INITS}, got {embed_init!r}")
@@ -210,7 +211,7 @@ class TimeSformer(TokenSampling, TokenMerging, nn.Module):
         self.config = dict(img_size=img_size, patch_size=patch_size, in_chans=in_chans, num_classes=num_classes,
                            num_frames=num_frames, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
                            mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, sampling_rate=sampling_rate,
-                           mean=tuple(mean), std=tuple(std))
+                           mean=tuple(mean), std=tuple(std), norm_eps=norm_eps)
         grid = img_size // patch_size
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -220,9 +221,9 @@ class TimeSformer(TokenSampling, TokenMerging, nn.Module):
         self.time_drop = nn.Dropout(drop_rate)
         dpr = torch.linspace(0, drop_path_rate, depth).tolist()
         self.blocks = nn.ModuleList([
-            DividedSpaceTimeBlock(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, dpr[i])
-            for i in range(depth)])
-        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+            DividedSpaceTimeBlock(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, dpr[i],
+                                  norm_eps) for i in range(depth)])
+        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.head_drop = nn.Dropout(head_drop_rate)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         self._init_ats(ats)
@@ -310,6 +311,9 @@ class TimeSformer(TokenSampling, TokenMerging, nn.Module):
         if any(k.startswith("model.") for k in state):
             state = strip_prefix(state, "model.")
             notes.append("official TimeSformer checkpoint (model. prefix removed)")
+        if any(k.startswith(_HF_MARKERS) for k in state):
+            state = {hf_key_to_ours(k): v for k, v in state.items()}
+            notes.append("Hugging Face transformers TimesformerForVideoClassification weights (names translated)")
         if "blocks.0.attn.qkv.weight" in state and "blocks.0.temporal_attn.qkv.weight" not in state:
             state = self._from_image_vit(state, notes)
         own = self.state_dict()
@@ -346,6 +350,128 @@ class TimeSformer(TokenSampling, TokenMerging, nn.Module):
         notes.append("initialised from an image ViT: temporal attention copied from spatial, temporal_fc and "
                      "time_embed zero, classifier freshly initialised")
         return state
+
+
+# -- Hugging Face transformers format (TimesformerForVideoClassification / TimesformerModel) -------------
+# Same math as ours (and the official model); only names differ. Inputs there are (B, T, C, H, W).
+_HF_MARKERS = ("timesformer.embeddings.", "embeddings.patch_embeddings.")
+_HF_TOP = {"embeddings.cls_token": "cls_token", "embeddings.position_embeddings": "pos_embed",
+           "embeddings.time_embeddings": "time_embed", "embeddings.patch_embeddings.projection": "patch_embed.proj",
+           "layernorm": "norm"}
+_HF_BLOCK = {"attention.attention.qkv": "attn.qkv", "attention.output.dense": "attn.proj",
+             "temporal_attention.attention.qkv": "temporal_attn.qkv",
+             "temporal_attention.output.dense": "temporal_attn.proj", "temporal_dense": "temporal_fc",
+             "temporal_layernorm": "temporal_norm1", "layernorm_before": "norm1", "layernorm_after": "norm2",
+             "intermediate.dense": "mlp.fc1", "output.dense": "mlp.fc2"}
+_HF_LAYER = re.compile(r"encoder\.layer\.(\d+)\.(.+)\.(weight|bias)$")
+
+
+def hf_key_to_ours(key: str) -> str:
+    """A transformers TimeSformer parameter name -> ours; an unknown name is returned unchanged (so a
+    strict load lists it as unexpected)."""
+    if key.startswith("classifier."):
+        return "head." + key[len("classifier."):]
+    k = key[len("timesformer."):] if key.startswith("timesformer.") else key
+    if k in _HF_TOP:
+        return _HF_TOP[k]
+    module, _, param = k.rpartition(".")
+    if module in _HF_TOP and param in ("weight", "bias"):
+        return f"{_HF_TOP[module]}.{param}"
+    found = _HF_LAYER.match(k)
+    if found and found.group(2) in _HF_BLOCK:
+        return f"blocks.{found.group(1)}.{_HF_BLOCK[found.group(2)]}.{found.group(3)}"
+    return key
+
+
+def ours_key_to_hf(key: str) -> str:
+    """Our parameter name -> the TimesformerForVideoClassification one (inverse of ``hf_key_to_ours``)."""
+    if key.startswith("head."):
+        return "classifier." + key[len("head."):]
+    top = {v: k for k, v in _HF_TOP.items()}
+    if key in top:
+        return "timesformer." + top[key]
+    module, _, param = key.rpartition(".")
+    if module in top:
+        return f"timesformer.{top[module]}.{param}"
+    found = re.match(r"blocks\.(\d+)\.(.+)\.(weight|bias)$", key)
+    block = {v: k for k, v in _HF_BLOCK.items()}
+    if found and found.group(2) in block:
+        return f"timesformer.encoder.layer.{found.group(1)}.{block[found.group(2)]}.{found.group(3)}"
+    raise KeyError(f"no Hugging Face name for parameter {key!r}")
+
+
+def _square(value, what: str) -> int:
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2 or value[0] != value[1]:
+            raise UserError(f"{what} {list(value)} is not square; video-ats TimeSformer needs square frames/patches")
+        value = value[0]
+    return int(value)
+
+
+def timesformer_kwargs_from_hf(config: dict) -> dict:
+    """TimeSformer constructor arguments from a transformers ``TimesformerConfig`` (its config.json dict);
+    anything this model cannot represent is a UserError naming the field."""
+    kind = config.get("model_type", "timesformer")
+    if kind != "timesformer":
+        raise UserError(f"config.json has model_type {kind!r}; only transformers TimeSformer folders "
+                        "(model_type 'timesformer') can be loaded")
+    problems = []
+    attention = config.get("attention_type", "divided_space_time")
+    if attention != "divided_space_time":
+        problems.append(f"attention_type {attention!r} (only 'divided_space_time' is implemented)")
+    act = config.get("hidden_act", "gelu")
+    if act != "gelu":
+        problems.append(f"hidden_act {act!r} (only exact 'gelu')")
+    hidden, heads = int(config.get("hidden_size", 768)), int(config.get("num_attention_heads", 12))
+    if hidden % heads:
+        problems.append(f"hidden_size {hidden} is not a multiple of num_attention_heads {heads}")
+    inter = int(config.get("intermediate_size", 3072))
+    mlp_ratio = inter / hidden
+    if int(hidden * mlp_ratio) != inter:
+        problems.append(f"intermediate_size {inter} is not expressible as hidden_size × mlp_ratio")
+    img, patch = _square(config.get("image_size", 224), "image_size"), _square(config.get("patch_size", 16), "patch_size")
+    if img % patch:
+        problems.append(f"image_size {img} is not a multiple of patch_size {patch}")
+    if problems:
+        raise UserError("this transformers TimeSformer cannot be represented: " + "; ".join(problems))
+    id2label = config.get("id2label")
+    num_classes = len(id2label) if id2label else int(config.get("num_labels", 2))
+    if config.get("architectures") == ["TimesformerModel"]:          # the backbone alone: no classifier
+        num_classes = 0
+    return dict(img_size=img, patch_size=patch, in_chans=int(config.get("num_channels", 3)),
+                num_frames=int(config.get("num_frames", 8)), embed_dim=hidden,
+                depth=int(config.get("num_hidden_layers", 12)), num_heads=heads, mlp_ratio=mlp_ratio,
+                qkv_bias=bool(config.get("qkv_bias", True)), norm_eps=float(config.get("layer_norm_eps", 1e-6)),
+                num_classes=num_classes, drop_rate=float(config.get("hidden_dropout_prob", 0.0)),
+                attn_drop_rate=float(config.get("attention_probs_dropout_prob", 0.0)),
+                drop_path_rate=float(config.get("drop_path_rate", 0.0) or 0.0))
+
+
+# constructor arguments that decide parameter shapes or the forward (the rest is regularisation)
+HF_ARCH_FIELDS = {"img_size": "image_size", "patch_size": "patch_size", "in_chans": "num_channels",
+                  "num_frames": "num_frames", "embed_dim": "hidden_size", "depth": "num_hidden_layers",
+                  "num_heads": "num_attention_heads", "mlp_ratio": "intermediate_size/hidden_size",
+                  "qkv_bias": "qkv_bias", "norm_eps": "layer_norm_eps", "num_classes": "id2label"}
+
+
+def hf_config_from_model(model: "TimeSformer", class_names=None) -> dict:
+    """The transformers ``TimesformerConfig`` dict describing ``model`` (dense; no ATS field)."""
+    c = model.config
+    if c["img_size"] % c["patch_size"]:
+        raise UserError("image size is not a multiple of the patch size")
+    n = model.num_classes
+    names = list(class_names) if class_names is not None and len(class_names) == n else [f"LABEL_{i}" for i in range(n)]
+    return {
+        "architectures": ["TimesformerForVideoClassification"], "model_type": "timesformer",
+        "image_size": c["img_size"], "patch_size": c["patch_size"], "num_channels": c["in_chans"],
+        "num_frames": c["num_frames"], "hidden_size": c["embed_dim"], "num_hidden_layers": c["depth"],
+        "num_attention_heads": c["num_heads"], "intermediate_size": model.blocks[0].mlp.fc1.out_features,
+        "hidden_act": "gelu", "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+        "initializer_range": 0.02, "layer_norm_eps": c["norm_eps"], "qkv_bias": c["qkv_bias"],
+        "attention_type": "divided_space_time", "drop_path_rate": 0,     # an int: transformers 5 checks the type
+        "id2label": {str(i): str(name) for i, name in enumerate(names)},
+        "label2id": {str(name): i for i, name in enumerate(names)},
+    }
 
 
 _TSF = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, mean=KINETICS_MEAN, std=KINETICS_STD)
