@@ -14,7 +14,7 @@ from video_ats.tokens import TokenSet
 from video_ats.tome import (ToMeConfig, bipartite_soft_matching, merge_wavg, proportional_bias,
                             resolve_r)
 
-SETTINGS = settings(max_examples=50, deadline=None)
+SETTINGS = settings(max_examples=30, deadline=None)
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=2, num_frames=4, num_classes=5)
 
 
