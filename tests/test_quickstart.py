@@ -9,7 +9,7 @@ from video_ats.cli import main
 
 def test_quickstart_with_sweep_runs_end_to_end(tmp_path, capsys):
     data, out = tmp_path / "data", tmp_path / "out"
-    args = ["quickstart", "data.num_workers=0", "train.progress=false", "--epochs", "1", "--ats-epochs", "1",
+    args = ["quickstart", "data.num_workers=0", "train.progress=false", "train.batch_size=4", "--epochs", "1", "--ats-epochs", "1",
             "--videos-per-class", "4", "--data", str(data), "--out", str(out), "--sweep", "--scales", "1.0"]
     assert main(args) == 0
     rows = json.loads((out / "quickstart.json").read_text())["rows"]
