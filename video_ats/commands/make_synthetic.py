@@ -49,6 +49,10 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..data.synthetic import make_synthetic
 
+    import os
+
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserError(f"--out {args.out} exists and is not a folder; give a folder (created if needed)")
     size = parse_size(args.size)
     if args.seconds <= 0:
         raise UserError(f"--seconds must be > 0, got {args.seconds}")
