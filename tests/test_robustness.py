@@ -3,7 +3,7 @@ result or lost work (issue 12). Fuzzing of config values and checkpoint bytes (h
 locks and resume fingerprints, a full / read-only disk mid-run (tmpfs, when running as root), stale
 temp files, DataLoader worker errors, unchecked values, early output checks; ``-m slow``: a kill -9 loop
 for train and test."""
-import io
+import importlib
 import json
 import logging
 import os
@@ -248,10 +248,12 @@ def test_folder_lock_refuses_a_second_holder_and_takes_over_a_stale_one(tmp_path
 def test_a_second_train_on_a_locked_folder_is_refused(engine_data, engine_ov, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
+    # another process holding the lock as FolderLock does (flock + pid/host), without importing torch
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from video_ats.fileio import FolderLock; "
-         "l = FolderLock(sys.argv[1], 'x').acquire(); print('locked', flush=True); time.sleep(60)",
-         str(run / "train.lock")], env=_env(), stdout=subprocess.PIPE, text=True)
+        [sys.executable, "-c", "import fcntl, json, os, socket, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | "
+         "os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, json.dumps({'pid': os.getpid(), 'host': "
+         "socket.gethostname()}).encode()); print('locked', flush=True); time.sleep(120)",
+         str(run / "train.lock")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         line = _one_line_error(capsys, ["train", *engine_ov(engine_data, run)], f"pid {holder.pid}")
@@ -322,19 +324,16 @@ def small_fs(tmp_path):
 
 def _fill(folder):
     """Fill the file system of ``folder`` to the last byte."""
-    with open(os.path.join(folder, "filler"), "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
-        try:
-            while True:
-                f.write(b"\0")
-                f.flush()
-        except OSError:
-            pass
+    fd = os.open(os.path.join(folder, "filler"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for chunk in (1 << 16, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * chunk)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
 
 
 def test_atomic_write_on_a_full_disk_keeps_the_old_file(small_fs):
@@ -372,7 +371,7 @@ def test_train_with_a_disk_that_fills_mid_run(engine_data, engine_ov, small_fs, 
 
 def test_test_with_a_disk_that_fills_or_turns_read_only_mid_run(engine_data, engine_ov, small_fs, monkeypatch,
                                                                capsys, tmp_path):
-    from video_ats.engine import evaluate as E
+    E = importlib.import_module("video_ats.engine.evaluate")
     real, calls = E.PredictionStore.write, {"n": 0}
     mode = {"how": "full"}
 
@@ -392,7 +391,8 @@ def test_test_with_a_disk_that_fills_or_turns_read_only_mid_run(engine_data, eng
     line = _one_line_error(capsys, argv, "no space left on device")
     assert "cannot write predictions" in line and "predictions so far are kept" in line
     partial = (small_fs / "results.json.partial" / "rank0.jsonl").read_text().splitlines()
-    assert len(partial) == 1 + 2                                     # header + the first batch's 2 videos
+    assert len(partial) >= 1 + 2                    # header + at least the first batch's 2 videos, all whole
+    assert all(json.loads(ln) for ln in partial)     # (a page of the file may still have had room)
     os.remove(small_fs / "filler")
     calls["n"] = 0
     mode["how"] = "ro"
@@ -450,15 +450,22 @@ def test_too_many_broken_videos_is_the_same_line_with_workers(engine_data, engin
     assert line.startswith("video-ats train: error: 1 videos in a row")
 
 
-def test_a_broken_training_video_is_warned_once_per_run(engine_data, engine_ov, tmp_path, capfd):
+def test_a_broken_training_video_is_warned_once_per_run(engine_data, engine_ov, tmp_path):
     lst = _broken_list(engine_data, tmp_path, 1)
     ov = engine_ov(engine_data, tmp_path / "run", **{"data.train_annotations": lst, "data.data_root": "null",
                                                       "data.num_workers": 1, "train.epochs": 3})
-    logging.getLogger("video_ats").setLevel(logging.INFO)
-    assert main(["train", *ov]) == 0
-    err = capfd.readouterr().err
-    assert err.count("broken0.mp4: ") == 1, err
-    assert open(tmp_path / "run" / "bad_videos.txt").read().count("broken0.mp4") == 1
+    log = tmp_path / "warnings.log"
+    handler = logging.FileHandler(log)              # inherited by the forked DataLoader workers
+    data_logger = logging.getLogger("video_ats.data")
+    data_logger.addHandler(handler)
+    try:
+        assert main(["train", *ov]) == 0
+    finally:
+        data_logger.removeHandler(handler)
+        handler.close()
+    text = log.read_text()
+    assert text.count("broken0.mp4: ") == 1, text
+    assert [ln.split("\t")[0] for ln in open(tmp_path / "run" / "bad_videos.txt")] == [str(tmp_path / "broken0.mp4")]
 
 
 def test_duplicate_annotation_rows_are_warned_with_the_count(engine_data, tmp_path, caplog):
@@ -486,7 +493,7 @@ def test_binary_annotation_file_is_one_line(tmp_path):
 
 
 def test_outputs_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
-    from video_ats.engine import evaluate as E
+    E = importlib.import_module("video_ats.engine.evaluate")
 
     monkeypatch.setattr(E, "evaluate", lambda *a, **k: pytest.fail("evaluated before checking --output"))
     (tmp_path / "res").mkdir()

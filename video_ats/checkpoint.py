@@ -8,6 +8,7 @@ users with random models.
 """
 from __future__ import annotations
 
+import errno
 import math
 
 import os
@@ -63,7 +64,7 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
         raise UserError(f"cannot read checkpoint {path!r}: {_kind_of_file(head)} (it asks for more memory "
                         "than there is)") from None
     except OSError as exc:
-        if exc.errno is not None:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EIO, errno.ENOENT, errno.EISDIR):
             raise UserError(f"cannot read checkpoint {path!r}: {describe_os_error(exc)}") from None
         raise UserError(f"cannot read checkpoint {path!r}: {_kind_of_file(head)}") from None
     except Exception:   # the unpickler and the zip reader raise anything on damaged input
