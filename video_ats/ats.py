@@ -186,6 +186,10 @@ class ATSConfig:
             unknown = sorted(set(spec) - set(names))
             if unknown:
                 raise UserError(f"unknown ATS option(s) {unknown}; valid options are {names}")
+            if not _as_tuple(spec.get("blocks")):
+                raise UserError(f"ats {spec!r} has no blocks, so it would be a dense model; give blocks "
+                                "(e.g. {blocks: [4, 7, 10], num_tokens: [0.7, 0.5, 0.35]}) or ats: null for a "
+                                "dense model")
             cfg = cls(**spec)
         else:
             raise UserError(f"ats must be a dict like {{'blocks': [4, 7, 10], 'num_tokens': [0.7, 0.5, 0.35]}}, "
@@ -215,8 +219,12 @@ class ATSConfig:
             raise UserError(f"ATS selection {self.selection!r} is not one of {SELECTIONS}")
         if isinstance(self.min_tokens, bool) or not isinstance(self.min_tokens, int) or self.min_tokens < 0:
             raise UserError(f"ATS min_tokens must be an int ≥ 0, got {self.min_tokens!r}")
-        return ATSConfig(blocks, num, self.score_mode, bool(self.sort_scores), self.min_tokens,
-                         self.selection, int(self.seed))
+        if not isinstance(self.sort_scores, bool):
+            raise UserError(f"ATS sort_scores must be true or false, got {self.sort_scores!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise UserError(f"ATS seed must be an int ≥ 0, got {self.seed!r}")
+        return ATSConfig(blocks, num, self.score_mode, self.sort_scores, self.min_tokens,
+                         self.selection, self.seed)
 
     def num_tokens_at(self, block: int) -> Optional[NumTokens]:
         """K of ``block``, or None when the block has no ATS step."""

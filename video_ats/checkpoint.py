@@ -8,6 +8,7 @@ users with random models.
 """
 from __future__ import annotations
 
+import errno
 import math
 
 import os
@@ -20,39 +21,76 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import UserError
+from .fileio import atomic_write, describe_os_error
 
 STATE_KEYS = ("model_state", "model", "state_dict", "module")
 
 
 def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
-    """The raw checkpoint object, read safely."""
+    """The raw checkpoint object, read safely. Anything unreadable is one :class:`UserError` line."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if os.path.isdir(path):
+        raise UserError(f"checkpoint {path!r} is a folder, not a checkpoint file")
+    if not os.path.exists(path):
         raise UserError(f"checkpoint {path!r} does not exist")
-    if os.path.getsize(path) == 0:
+    if not os.path.isfile(path):
+        raise UserError(f"checkpoint {path!r} is not a regular file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as exc:
+        raise UserError(f"cannot read checkpoint {path!r}: {describe_os_error(exc)}") from None
+    if not head:
         raise UserError(f"checkpoint {path!r} is an empty file")
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
         try:
             return load_file(path, device="cpu")
         except Exception as exc:
-            raise UserError(f"cannot read safetensors checkpoint {path!r}: {exc}") from None
+            raise UserError(f"cannot read safetensors checkpoint {path!r}: {_one_line(exc)}") from None
     if path.endswith(".npz"):
         raise UserError(f"{path!r} is a JAX .npz checkpoint; convert it to a PyTorch/safetensors file with timm first")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        text = str(exc)
-        found = re.search(r"GLOBAL ([\w.]+)", text)      # wording differs between torch versions
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))      # wording differs between torch versions
         if found:
             what = found.group(1)
             raise UserError(f"refusing to load {path!r}: it contains pickled Python objects ({what}) that could "
                             "run code when loaded. Re-save only its tensors (e.g. torch.save(ckpt['model_state'], "
                             "...)) from a trusted environment.") from None
-        raise UserError(f"cannot read checkpoint {path!r}: not a PyTorch checkpoint, or truncated") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise UserError(f"cannot read checkpoint {path!r} (truncated or not a PyTorch file?): "
-                        f"{str(exc).splitlines()[0][:200]}") from None
+        raise UserError(f"cannot read checkpoint {path!r}: {_kind_of_file(head)}") from None
+    except MemoryError:
+        raise UserError(f"cannot read checkpoint {path!r}: {_kind_of_file(head)} (it asks for more memory "
+                        "than there is)") from None
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EIO, errno.ENOENT, errno.EISDIR):
+            raise UserError(f"cannot read checkpoint {path!r}: {describe_os_error(exc)}") from None
+        raise UserError(f"cannot read checkpoint {path!r}: {_kind_of_file(head)}") from None
+    except Exception:   # the unpickler and the zip reader raise anything on damaged input
+        raise UserError(f"cannot read checkpoint {path!r}: {_kind_of_file(head)}") from None
+
+
+def _kind_of_file(head: bytes) -> str:
+    """What a file that torch could not load looks like, as the end of an error sentence."""
+    if head.startswith(b"PK"):
+        return ("a damaged or truncated PyTorch zip checkpoint (an interrupted download or copy?); "
+                "download or save it again")
+    if head[:1] == b"\x80" and len(head) > 1 and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return ("a damaged or truncated legacy (non-zip) PyTorch checkpoint (an interrupted download or "
+                "copy?); download or save it again")
+    try:
+        text = head.decode("utf-8")
+        if all(c.isprintable() or c in "\r\n\t" for c in text):
+            return "a text file, not a PyTorch checkpoint"
+    except UnicodeDecodeError:
+        pass
+    return "not a PyTorch checkpoint (unrecognised contents)"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
 def extract_state_dict(obj) -> Dict[str, torch.Tensor]:
@@ -123,10 +161,17 @@ def load_checkpoint(model: nn.Module, checkpoint: Union[str, os.PathLike, dict],
         raise UserError(f"checkpoint does not match {type(model).__name__}: {len(missing)} missing keys "
                         f"{_few(missing)}, {len(unexpected)} unexpected keys {_few(unexpected)}; "
                         "is it for another architecture?")
+<<<<<<< HEAD
     model.load_state_dict(state, strict=False)
     if (not drop_head and isinstance(names, (list, tuple)) and len(names) == getattr(model, "num_classes", -1)
             and len(names) > 0):
         model.class_names = [str(n) for n in names]
+=======
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise UserError(f"checkpoint does not fit {type(model).__name__}: {_one_line(exc)}") from None
+>>>>>>> reliability
     return {"notes": notes, "missing": missing, "unexpected": unexpected}
 
 
@@ -160,13 +205,9 @@ def resize_time_embedding(te: torch.Tensor, frames: int, mode: str = "nearest") 
     return F.interpolate(te.transpose(1, 2).float(), size=frames, mode=mode).transpose(1, 2).to(te.dtype)
 
 
-def save_state(obj: dict, path: Union[str, os.PathLike]) -> None:
-    """Write ``obj`` atomically: a temporary file in the same folder, then a rename."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def save_state(obj: dict, path: Union[str, os.PathLike], what: str = "checkpoint") -> None:
+    """Write ``obj`` atomically (:func:`video_ats.fileio.atomic_write`): a temporary file in the same
+    folder, then a rename; a failure (full disk, read-only folder) is a one-line UserError and the
+    previous file at ``path`` stays as it was."""
+    atomic_write(path, lambda f: torch.save(obj, f), what,
+                 hint=f"the previous {what} (if any) is kept")

@@ -9,7 +9,8 @@ import argparse
 import importlib
 import sys
 
-from .errors import UserError
+from .errors import UserError, unwrap_worker_error
+from .fileio import DISK_ERRNOS, describe_os_error
 
 # subcommand -> module under video_ats.commands
 COMMANDS = {
@@ -61,7 +62,20 @@ def main(argv=None) -> int:
     try:
         return int(args._run(args) or 0)
     except UserError as exc:
+        exc = unwrap_worker_error(exc) or exc           # raised in a DataLoader worker
         print(f"video-ats {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        inner = unwrap_worker_error(exc)
+        if inner is None:
+            raise
+        print(f"video-ats {args.command}: error: {inner}", file=sys.stderr)
+        return 2
+    except OSError as exc:      # a full disk / read-only folder outside the places that say so themselves
+        if exc.errno not in DISK_ERRNOS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"video-ats {args.command}: error: {where}{describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"video-ats {args.command}: interrupted", file=sys.stderr)

@@ -1,13 +1,13 @@
 """``video-ats profile``: GFLOPs per view (dense vs ATS) and kept tokens per ATS block on real clips."""
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from ..errors import UserError
+from ..fileio import atomic_write_json, describe_os_error
 from . import common as A
 
 
@@ -113,10 +113,6 @@ def write_json(obj, path: str) -> None:
     d = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(d, exist_ok=True)
-        tmp = f"{path}.tmp.{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
     except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise UserError(f"cannot write {path}: {describe_os_error(exc)}") from None
+    atomic_write_json(path, obj, "file")

@@ -55,14 +55,38 @@ def run(args) -> int:
 
 def run_test(cfg, checkpoint, output, info):
     """Evaluate ``cfg``'s model with ``checkpoint`` (or random weights) and write ``output``."""
-    from ..checkpoint import load_checkpoint
-    from ..errors import UserError
-    from ..engine.builders import build_model, check_writable_dir, model_data_settings, read_split
-    from ..engine.evaluate import evaluate, file_fingerprint, write_results
+    from ..errors import UserError, unwrap_worker_error
+    from ..engine.builders import check_writable_dir
+    from ..fileio import FolderLock, remove_stale_temp_files
 
     out_dir = os.path.dirname(os.path.abspath(output))
+    if os.path.isdir(output):
+        raise UserError(f"--output {output} is a folder; give a file name such as {os.path.join(output, 'results.json')}")
+    if os.path.exists(output) and not os.path.isfile(output):
+        raise UserError(f"--output {output} exists and is not a regular file")
+    lock = None
     if info.is_main:
         check_writable_dir(out_dir, "output folder")
+        lock = FolderLock(output + ".lock", f"test output {output}").acquire()
+        if lock.note:
+            print(lock.note, file=sys.stderr, flush=True)
+        from ..engine.evaluate import predictions_path
+        remove_stale_temp_files(out_dir, [os.path.basename(output), os.path.basename(predictions_path(output))])
+    try:
+        return _run_test(cfg, checkpoint, output, info)
+    except UserError as exc:
+        raise (unwrap_worker_error(exc) or exc) from None
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_test(cfg, checkpoint, output, info):
+    from ..checkpoint import load_checkpoint
+    from ..errors import UserError
+    from ..engine.builders import build_model, model_data_settings, read_split
+    from ..engine.evaluate import evaluate, file_fingerprint, write_results
+
     annotations = cfg["test"]["annotations"] or cfg["data"]["val_annotations"]
     if not annotations:
         raise UserError("no test annotations: pass --annotations FILE (or set test.annotations)")

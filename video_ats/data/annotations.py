@@ -242,6 +242,7 @@ def read_annotations(
     if data_root is not None and not os.path.isdir(root):
         raise UserError(f"data root {root}: not a directory")
     names_fixed = load_label_map(str(label_map)) if label_map is not None else None
+    _check_text_file(path)
     with open(path, encoding="utf-8", errors="replace") as f:
         first = ""
         for line in f:
@@ -250,15 +251,34 @@ def read_annotations(
                 break
     if not first:
         raise UserError(f"{path}: empty annotation file")
-    if _is_csv_header(first):
-        records, class_names = _read_csv(path, root, names_fixed)
-    else:
-        if first.count(",") >= 3 and len(first.split()) < 2:
-            raise UserError(f"{path}:1: looks like a CSV without the official header "
-                            f"'{','.join(CSV_COLUMNS)}'; add the header line")
-        records, class_names = _read_list(path, root, names_fixed)
+    try:
+        if _is_csv_header(first):
+            records, class_names = _read_csv(path, root, names_fixed)
+        else:
+            if first.count(",") >= 3 and len(first.split()) < 2:
+                raise UserError(f"{path}:1: looks like a CSV without the official header "
+                                f"'{','.join(CSV_COLUMNS)}'; add the header line")
+            records, class_names = _read_list(path, root, names_fixed)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not a UTF-8 text file (byte {exc.start}); an annotation file is a Kinetics "
+                        "CSV or a 'path label' list") from None
+    except csv.Error as exc:
+        raise UserError(f"{path}: not a readable CSV ({exc})") from None
     if not records:
         raise UserError(f"{path}: no samples in the annotation file")
+    dup = len(records) - len(set(records))
+    if dup:
+        seen, first_dup = set(), None
+        for r in records:
+            if r in seen:
+                first_dup = r
+                break
+            seen.add(r)
+        logger.warning("%s: %d duplicate rows (the same video and label more than once; first: %s); they are "
+                       "kept and count several times", path, dup, first_dup.path)
+    relabelled = len(set(records)) - len({(r.path, r.time_start, r.time_end) for r in records})
+    if relabelled:
+        logger.warning("%s: %d videos appear with more than one label", path, relabelled)
     missing = find_missing(records)
     if missing:
         logger.warning("%s: %d of %d videos not found under %s (first: %s)%s", path, len(missing),
@@ -268,6 +288,23 @@ def read_annotations(
             gone = {id(r) for r in missing}
             records = [r for r in records if id(r) not in gone]
     return records, class_names
+
+
+def _check_text_file(path: str) -> None:
+    """A one-line error for a binary file given as annotations (NUL bytes or not UTF-8)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError as exc:
+        raise UserError(f"annotation file {path}: cannot read it ({exc.strerror or exc})") from None
+    if b"\0" in head:
+        raise UserError(f"{path}: a binary file, not an annotation file (a Kinetics CSV or a 'path label' list)")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:          # not just a multi-byte character cut at the end of the sample
+            raise UserError(f"{path}: not a UTF-8 text file (byte {exc.start}); an annotation file is a "
+                            "Kinetics CSV or a 'path label' list") from None
 
 
 def find_missing(records: Sequence[VideoRecord]) -> List[VideoRecord]:

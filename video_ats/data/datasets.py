@@ -28,12 +28,35 @@ _REPORTED: set = set()
 _REPORTED_LOCK = threading.Lock()
 
 
-def _report_once(path: str, reason: str, what: str) -> None:
+def _report_once(path: str, reason: str, what: str, report_file: Optional[str] = None) -> None:
+    """Warn about a bad video once. ``report_file`` (a run's ``bad_videos.txt``) extends "once" over
+    processes — DataLoader workers are new processes every epoch — and over resumes of that run."""
     with _REPORTED_LOCK:
         if path in _REPORTED:
             return
         _REPORTED.add(path)
+    if report_file is not None and not _first_in_file(report_file, path, reason):
+        return
     logger.warning("%s: %s (%s)", path, reason, what)
+
+
+def _first_in_file(report_file: str, path: str, reason: str) -> bool:
+    """Append ``path`` to ``report_file`` unless it is listed there already (under an flock, so
+    concurrent workers agree); True when it was new. A file that cannot be used counts as new."""
+    import fcntl
+
+    try:
+        with open(report_file, "a+", encoding="utf-8") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            f.seek(0)
+            known = {line.split("\t", 1)[0] for line in f.read().splitlines()}
+            if path in known:
+                return False
+            f.write(f"{path}\t{reason}\n")
+            f.flush()
+        return True
+    except OSError:
+        return True
 
 
 def _window(record: VideoRecord, fps: float) -> Optional[Tuple[int, int]]:
@@ -108,6 +131,7 @@ class TrainDataset(Dataset):
         # path -> whole video decoded once (see video_ats.data.preload_videos); clips are then drawn
         # from memory and scaled with an antialiased bilinear resize instead of inside the decoder
         self.preloaded = preloaded or {}
+        self.report_file: Optional[str] = None  # set by the engine: bad videos warned once per run
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -158,7 +182,7 @@ class TrainDataset(Dataset):
                 return self.load(record, rng), int(record.label)
             except DecodeError as exc:
                 self.num_failures += 1
-                _report_once(record.path, exc.reason, "training: replaced by another sample")
+                _report_once(record.path, exc.reason, "training: replaced by another sample", self.report_file)
                 tried.append(record.path)
                 index = int(rng.integers(0, len(self.records)))
         raise UserError(f"{len(tried)} videos in a row could not be decoded (last: {tried[-1]}); "

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from torch import nn
 
 from ..errors import UserError
+from ..fileio import describe_os_error
 
 logger = logging.getLogger("video_ats.engine")
 
@@ -27,12 +28,46 @@ def build_model(cfg: Dict[str, Any], load_pretrained: bool = True, ats: Any = "c
     spec = m["ats"] if ats == "config" else ats
     if spec is not None:
         kwargs["ats"] = spec
-    model = create_model(m["name"], **kwargs)
+    _check_model_kwargs(kwargs)
+    try:
+        model = create_model(m["name"], **kwargs)
+    except UserError:
+        raise
+    except (ValueError, TypeError, RuntimeError, ZeroDivisionError, AssertionError) as exc:
+        shown = {k: v for k, v in kwargs.items() if k != "ats"}
+        text = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise UserError(f"cannot build model {m['name']!r} with model.kwargs {shown}: {text}") from None
     if load_pretrained and m["pretrained"]:
         report = load_checkpoint(model, m["pretrained"], drop_head=m["drop_head"])
         for note in report.get("notes", []):
             logger.info("pretrained %s: %s", m["pretrained"], note)
     return model
+
+
+# constructor arguments that are sizes: ints >= 1 (rates: numbers > 0) whatever the model
+_POSITIVE_INT_KWARGS = ("img_size", "patch_size", "embed_dim", "depth", "num_heads", "num_frames", "num_classes",
+                        "num_segments", "in_chans")
+_POSITIVE_NUM_KWARGS = ("mlp_ratio", "sampling_rate")
+_UNIT_KWARGS = ("drop_rate", "attn_drop_rate", "drop_path_rate", "head_drop_rate")
+
+
+def _check_model_kwargs(kwargs: Dict[str, Any]) -> None:
+    """One-line errors for model sizes that would fail (or silently misbehave) deep in construction."""
+    for k in _POSITIVE_INT_KWARGS:
+        v = kwargs.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise UserError(f"model.kwargs.{k} must be an integer >= 1, got {v!r}")
+    for k in _POSITIVE_NUM_KWARGS:
+        v = kwargs.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0):
+            raise UserError(f"model.kwargs.{k} must be a number > 0, got {v!r}")
+    for k in _UNIT_KWARGS:
+        v = kwargs.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1):
+            raise UserError(f"model.kwargs.{k} must be a number in [0, 1), got {v!r}")
+    e, h = kwargs.get("embed_dim"), kwargs.get("num_heads")
+    if isinstance(e, int) and isinstance(h, int) and e % h:
+        raise UserError(f"model.kwargs.embed_dim {e} is not divisible by model.kwargs.num_heads {h}")
 
 
 def model_data_settings(cfg: Dict[str, Any], model: nn.Module) -> Dict[str, Any]:
@@ -92,5 +127,5 @@ def check_writable_dir(path: str, what: str = "output folder") -> str:
             f.write("")
         os.remove(probe)
     except OSError as exc:
-        raise UserError(f"{what} {path}: cannot write there ({exc.strerror or exc})") from None
+        raise UserError(f"{what} {path}: cannot write there ({describe_os_error(exc)})") from None
     return path

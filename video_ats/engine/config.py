@@ -23,16 +23,17 @@ import yaml
 
 from ..errors import UserError
 
-# Type tags: "int", "float", "bool", "str", "list", "dict", "any"; a trailing "?" allows null.
+# Type tags: "int", "float", "bool", "str", "list", "dict", "any"; a "?" allows null; a bound after it
+# (">=0", ">=1", ">0") is checked for every value set (YAML or override): "int?>=1" is null or an int >= 1.
 # Each leaf: (type tag, default, one-line help).
 SCHEMA: Dict[str, Any] = {
     "name": ("str?", None, "run name (default: the config file's stem)"),
     "output_dir": ("str?", None, "where checkpoints, logs and results go (default: runs/<name>)"),
-    "seed": ("int", 0, "seed of everything (data order, augmentation, initialisation)"),
+    "seed": ("int>=0", 0, "seed of everything (data order, augmentation, initialisation)"),
     "device": ("str", "auto", "auto | cpu | cuda | cuda:N"),
     "model": {
         "name": ("str", "timesformer_base_8x224", "registry name, see `video-ats models`"),
-        "num_classes": ("int", 400, "classifier size"),
+        "num_classes": ("int>=1", 400, "classifier size"),
         "ats": ("dict?", None, "null (dense) or {blocks: [...], num_tokens: [...], score_mode, "
                                "sort_scores, min_tokens, selection, seed}"),
         "pretrained": ("str?", None, "weights to start from: official TimeSformer/X-ViT, a project "
@@ -46,51 +47,51 @@ SCHEMA: Dict[str, Any] = {
         "val_annotations": ("str?", None, "validation annotation file (periodic validation, default for test)"),
         "data_root": ("str?", None, "folder the annotation paths are relative to (default: the file's folder)"),
         "label_map": ("str?", None, "class-name file (one per line) or JSON {name: index}"),
-        "num_frames": ("int?", None, "frames per clip (default: the model preset's)"),
-        "sampling_rate": ("float?", None, "frame stride at target_fps (default: the model preset's)"),
-        "crop_size": ("int?", None, "crop side in pixels (default: the model's img_size)"),
+        "num_frames": ("int?>=1", None, "frames per clip (default: the model preset's)"),
+        "sampling_rate": ("float?>0", None, "frame stride at target_fps (default: the model preset's)"),
+        "crop_size": ("int?>=1", None, "crop side in pixels (default: the model's img_size)"),
         "mean": ("list?", None, "normalisation mean (default: the model preset's)"),
         "std": ("list?", None, "normalisation std (default: the model preset's)"),
         "scale_range": ("list", [256, 320], "training short-side jitter [min, max]"),
         "flip": ("bool", True, "random horizontal flip in training"),
-        "target_fps": ("float?", 30.0, "sampling_rate counts frames at this rate (null: native frames)"),
+        "target_fps": ("float?>0", 30.0, "sampling_rate counts frames at this rate (null: native frames)"),
         "frame_spacing": ("str", "pyslowfast", "pyslowfast (linspace over the clip window, as the official "
                                                "checkpoints were trained) | stride (exactly every rate-th frame)"),
-        "num_workers": ("int", 4, "DataLoader worker processes per rank"),
-        "max_retries": ("int", 10, "training: undecodable videos replaced by another sample this often"),
+        "num_workers": ("int>=0", 4, "DataLoader worker processes per rank"),
+        "max_retries": ("int>=0", 10, "training: undecodable videos replaced by another sample this often"),
         "preload": ("bool", False, "training: decode every video once into RAM and draw clips from memory "
                                    "(small datasets only: T x H x W x 3 bytes per video)"),
     },
     "train": {
-        "epochs": ("int", 15, "training epochs"),
-        "batch_size": ("int", 8, "clips per process per forward"),
-        "global_batch_size": ("int?", None, "clips per optimiser step over all ranks; reached by gradient "
+        "epochs": ("int>=1", 15, "training epochs"),
+        "batch_size": ("int>=1", 8, "clips per process per forward"),
+        "global_batch_size": ("int?>=1", None, "clips per optimiser step over all ranks; reached by gradient "
                                             "accumulation (null: batch_size x world size)"),
         "optimizer": ("str", "sgd", "any timm.optim.create_optimizer_v2 name (sgd, adamw, ...)"),
-        "lr": ("float", 0.005, "base learning rate (for global_batch_size as given, not rescaled)"),
-        "momentum": ("float", 0.9, "SGD momentum"),
-        "weight_decay": ("float", 1e-4, "weight decay (not applied to biases and norms)"),
+        "lr": ("float>=0", 0.005, "base learning rate (for global_batch_size as given, not rescaled)"),
+        "momentum": ("float>=0", 0.9, "SGD momentum"),
+        "weight_decay": ("float>=0", 1e-4, "weight decay (not applied to biases and norms)"),
         "scheduler": ("str", "step", "cosine | step | multistep | none"),
         "decay_milestones": ("list", [11, 14], "multistep: epochs where lr is multiplied by decay_rate"),
-        "decay_epochs": ("float", 10, "step: decay every this many epochs"),
-        "decay_rate": ("float", 0.1, "step/multistep decay factor"),
-        "min_lr": ("float", 0.0, "cosine: final learning rate"),
-        "warmup_epochs": ("float", 0, "linear warm-up length (epochs)"),
-        "warmup_lr": ("float", 1e-6, "learning rate at the start of warm-up"),
-        "label_smoothing": ("float", 0.0, "label smoothing"),
-        "mixup": ("float", 0.0, "mixup alpha (0: off)"),
-        "cutmix": ("float", 0.0, "cutmix alpha (0: off); the same box on every frame"),
-        "mixup_prob": ("float", 1.0, "probability of applying mixup/cutmix to a batch"),
-        "mixup_switch_prob": ("float", 0.5, "probability of cutmix instead of mixup when both are on"),
-        "clip_grad": ("float?", None, "clip the gradient norm to this (null: off)"),
+        "decay_epochs": ("float>0", 10, "step: decay every this many epochs"),
+        "decay_rate": ("float>=0", 0.1, "step/multistep decay factor"),
+        "min_lr": ("float>=0", 0.0, "cosine: final learning rate"),
+        "warmup_epochs": ("float>=0", 0, "linear warm-up length (epochs)"),
+        "warmup_lr": ("float>=0", 1e-6, "learning rate at the start of warm-up"),
+        "label_smoothing": ("float>=0", 0.0, "label smoothing"),
+        "mixup": ("float>=0", 0.0, "mixup alpha (0: off)"),
+        "cutmix": ("float>=0", 0.0, "cutmix alpha (0: off); the same box on every frame"),
+        "mixup_prob": ("float>=0", 1.0, "probability of applying mixup/cutmix to a batch"),
+        "mixup_switch_prob": ("float>=0", 0.5, "probability of cutmix instead of mixup when both are on"),
+        "clip_grad": ("float?>0", None, "clip the gradient norm to this (null: off)"),
         "amp": ("bool", True, "mixed precision (only on CUDA)"),
         "amp_dtype": ("str", "float16", "float16 | bfloat16"),
-        "max_steps": ("int?", None, "stop after this many optimiser steps (smoke tests)"),
-        "log_every": ("int", 10, "TensorBoard scalars every N optimiser steps"),
-        "eval_every": ("int", 1, "validate every N epochs (0: never)"),
+        "max_steps": ("int?>=1", None, "stop after this many optimiser steps (smoke tests)"),
+        "log_every": ("int>=1", 10, "TensorBoard scalars every N optimiser steps"),
+        "eval_every": ("int>=0", 1, "validate every N epochs (0: never)"),
         "eval_views": ("str", "1x1", "views of the periodic validation (temporal x spatial)"),
-        "ckpt_every_steps": ("int?", None, "also checkpoint every N optimiser steps"),
-        "ckpt_every_epochs": ("int", 1, "checkpoint every N epochs"),
+        "ckpt_every_steps": ("int?>=0", None, "also checkpoint every N optimiser steps (0/null: off)"),
+        "ckpt_every_epochs": ("int>=1", 1, "checkpoint every N epochs"),
         "keep_epoch_checkpoints": ("bool", False, "keep epoch_NNN.pt files besides last.pt/best.pt"),
         "resume": ("bool", True, "continue from OUTPUT_DIR/checkpoints/last.pt when it exists"),
         "progress": ("bool", True, "tqdm progress bar on rank 0"),
@@ -102,7 +103,7 @@ SCHEMA: Dict[str, Any] = {
         "clip_position": ("str", "start", "start (PySlowFast: first clip from frame 0) | center (MMAction2)"),
         "resize": ("str", "decoder", "decoder (scale while decoding: fast) | pyslowfast (decode full size, then "
                                      "bilinear F.interpolate: the official evaluation's pixels)"),
-        "batch_size": ("int", 4, "videos per batch (all their views together)"),
+        "batch_size": ("int>=1", 4, "videos per batch (all their views together)"),
     },
 }
 
@@ -114,8 +115,6 @@ CHOICES = {
     "data.frame_spacing": ("pyslowfast", "stride"),
     "test.resize": ("decoder", "pyslowfast"),
 }
-POSITIVE = ("train.epochs", "train.batch_size", "test.batch_size", "train.log_every", "train.ckpt_every_epochs",
-            "model.num_classes")
 FREE_DICTS = ("model.ats", "model.kwargs")   # their inner keys are checked by the model, not here
 
 
@@ -144,7 +143,7 @@ def schema_help() -> str:
     lines = []
     for key in schema_keys():
         tag, default, text = _leaf(key)
-        lines.append(f"{key:32s} {tag:6s} default {default!r:24s} {text}")
+        lines.append(f"{key:32s} {tag:9s} default {default!r:24s} {text}")
     return "\n".join(lines)
 
 
@@ -155,9 +154,19 @@ def _leaf(key: str):
     return node
 
 
+_TAG_RE = re.compile(r"(int|float|bool|str|list|dict|any)(\?)?(?:(>=|>)(-?\d+))?")
+
+
+def parse_tag(tag: str) -> Tuple[str, bool, Optional[str], Optional[int]]:
+    """``"int?>=1"`` -> ``("int", True, ">=", 1)``: base type, nullable, bound operator, bound."""
+    m = _TAG_RE.fullmatch(tag)
+    if not m:
+        raise ValueError(f"bad schema type tag {tag!r}")
+    return m.group(1), bool(m.group(2)), m.group(3), int(m.group(4)) if m.group(4) is not None else None
+
+
 def _check_type(key: str, value, tag: str):
-    nullable = tag.endswith("?")
-    base = tag.rstrip("?")
+    base, nullable, op, bound = parse_tag(tag)
     if value is None:
         if nullable:
             return None
@@ -172,10 +181,19 @@ def _check_type(key: str, value, tag: str):
         "any": lambda v: True,
     }[base](value)
     if not ok:
+        hint = ""
+        if base == "str" and isinstance(value, (int, float, bool)):
+            hint = " (YAML read it as a number/boolean: quote it, e.g. key: '0x3')"
+        if base == "bool" and isinstance(value, str):
+            hint = " (write true or false)"
         raise UserError(f"config key {key!r} must be {'null or ' if nullable else ''}{base}, got "
-                        f"{type(value).__name__} {value!r}")
+                        f"{type(value).__name__} {value!r}{hint}")
     if base == "float":
-        return float(value)
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise UserError(f"config key {key!r} must be a finite number, got {value}")
+    if op is not None and not (value >= bound if op == ">=" else value > bound):
+        raise UserError(f"config key {key!r} must be {op} {bound}, got {value}")
     if base == "list":
         return list(value)
     return value
@@ -217,6 +235,10 @@ def _read_yaml(path: str, seen: Tuple[str, ...] = ()) -> List[dict]:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         raise UserError(f"config {path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"config {path}: not a text file (byte {exc.start} is not UTF-8)") from None
+    except OSError as exc:
+        raise UserError(f"config {path}: cannot read it ({exc.strerror or exc})") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -224,7 +246,11 @@ def _read_yaml(path: str, seen: Tuple[str, ...] = ()) -> List[dict]:
     bases = data.pop("_base_", None)
     chain: List[dict] = []
     if bases is not None:
-        for base in [bases] if isinstance(bases, str) else list(bases):
+        bases = [bases] if isinstance(bases, str) else bases
+        if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+            raise UserError(f"config {path}: _base_ must be a file name or a list of file names, got "
+                            f"{bases!r}")
+        for base in bases:
             chain += _read_yaml(os.path.join(os.path.dirname(path), base), seen + (path,))
     return chain + [data]
 
@@ -268,6 +294,8 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, 
                     tgt[rest[-1]] = value
                     dst[part] = inner
                 else:
+                    if parse_tag(spec[0])[0] == "str" and isinstance(value, (int, float, bool)):
+                        value = text.split("=", 1)[1].strip()   # '0x3', '1e3', 'yes': the text as typed
                     dst[part] = _check_type(key, value, spec[0])
                 break
             node, dst, prefix = spec, dst[part], full + "."
@@ -283,22 +311,26 @@ def validate(cfg: Dict[str, Any]) -> Dict[str, Any]:
         sec, k = key.split(".")
         if cfg[sec][k] not in choices:
             raise UserError(f"config key {key!r} must be one of {', '.join(choices)}; got {cfg[sec][k]!r}")
-    for key in POSITIVE:
-        sec, k = key.split(".")
-        if cfg[sec][k] < 1:
-            raise UserError(f"config key {key!r} must be >= 1, got {cfg[sec][k]}")
+    for key in schema_keys():                    # every value against its type tag and bound
+        node = cfg
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise UserError(f"config lacks the key {key!r}")
+            node = node[part]
+        _check_type(key, node, _leaf(key)[0])
     parse_views(cfg["test"]["views"], "test.views")
     parse_views(cfg["train"]["eval_views"], "train.eval_views")
+    ms = cfg["train"]["decay_milestones"]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in ms):
+        raise UserError(f"config key 'train.decay_milestones' must be a list of epoch numbers, got {ms}")
     sr = cfg["data"]["scale_range"]
-    if len(sr) != 2 or not all(isinstance(v, int) for v in sr):
-        raise UserError(f"config key 'data.scale_range' must be two integers [min, max], got {sr}")
+    if len(sr) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sr) or sr[0] > sr[1]:
+        raise UserError(f"config key 'data.scale_range' must be two positive integers [min, max], min <= max; got {sr}")
     for key in ("mean", "std"):
         v = cfg["data"][key]
-        if v is not None and (len(v) != 3 or not all(isinstance(x, (int, float)) for x in v)):
-            raise UserError(f"config key 'data.{key}' must be three numbers, got {v}")
-    gb = cfg["train"]["global_batch_size"]
-    if gb is not None and gb < 1:
-        raise UserError(f"config key 'train.global_batch_size' must be >= 1, got {gb}")
+        if v is not None and (len(v) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                      and x == x for x in v) or (key == "std" and min(v) <= 0)):
+            raise UserError(f"config key 'data.{key}' must be three numbers{' > 0' if key == 'std' else ''}, got {v}")
     return cfg
 
 

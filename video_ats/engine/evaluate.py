@@ -36,6 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..errors import UserError
+from ..fileio import atomic_write, atomic_write_json, describe_os_error
 from ..flops import FlopMeter, count_gflops
 from . import distributed as D
 
@@ -191,41 +192,59 @@ class PredictionStore:
                 done[int(rec["video_index"])] = rec
         return done
 
+    def _path(self) -> str:
+        return os.path.join(self.partial_dir, f"rank{self.rank}.jsonl")
+
+    def _fail(self, exc: OSError) -> UserError:
+        return UserError(f"cannot write predictions {self._path()}: {describe_os_error(exc, self._path())}; "
+                         "the predictions so far are kept, rerun the same command to resume")
+
     def open(self) -> None:
-        os.makedirs(self.partial_dir, exist_ok=True)
-        path = os.path.join(self.partial_dir, f"rank{self.rank}.jsonl")
-        if os.path.isfile(path):                 # cut a half-written last line before appending
-            with open(path, "rb+") as f:
-                data = f.read()
-                cut = data.rfind(b"\n") + 1
-                if cut != len(data):
-                    f.truncate(cut)
-        new = not os.path.isfile(path) or os.path.getsize(path) == 0
-        self._fh = open(path, "a", encoding="utf-8")
-        if new:
-            self._fh.write(json.dumps({"header": self.fingerprint}) + "\n")
-            self._fh.flush()
+        path = self._path()
+        try:
+            os.makedirs(self.partial_dir, exist_ok=True)
+            if os.path.isfile(path):                 # cut a half-written last line before appending
+                with open(path, "rb+") as f:
+                    data = f.read()
+                    cut = data.rfind(b"\n") + 1
+                    if cut != len(data):
+                        f.truncate(cut)
+            new = not os.path.isfile(path) or os.path.getsize(path) == 0
+            self._fh = open(path, "a", encoding="utf-8")
+            if new:
+                self._fh.write(json.dumps({"header": self.fingerprint}) + "\n")
+                self._fh.flush()
+        except OSError as exc:
+            self.close()
+            raise self._fail(exc) from None
 
     def write(self, records: List[dict]) -> None:
         if self._fh is None:
             self.open()
-        self._fh.write("".join(json.dumps(r) + "\n" for r in records))
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        try:
+            self._fh.write("".join(json.dumps(r) + "\n" for r in records))
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            self.close()
+            raise self._fail(exc) from None
 
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            try:
+                fh.close()
+            except OSError:      # a failed flush of a full disk: the error was reported by write()
+                pass
 
     def finalize(self, records: List[dict]) -> None:
         """Rank 0: write the merged, sorted predictions file atomically and drop the partial files."""
-        tmp = f"{self.final}.tmp.{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
+        def write(f):
             f.write(json.dumps({"header": self.fingerprint}) + "\n")
             for r in sorted(records, key=lambda r: r["video_index"]):
                 f.write(json.dumps(r) + "\n")
-        os.replace(tmp, self.final)
+        atomic_write(self.final, write, "predictions", binary=False,
+                     hint=f"the predictions so far are kept in {self.partial_dir}; rerun the same command")
         shutil.rmtree(self.partial_dir, ignore_errors=True)
 
 
@@ -397,11 +416,8 @@ def evaluate(model: nn.Module, records: Sequence, settings: Dict[str, Any], *, v
 
 def write_results(results: Dict[str, Any], path: str) -> None:
     """``results.json`` written atomically."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, results, "results",
+                      hint="the predictions are kept; rerun the same command to write the results")
 
 
 def file_fingerprint(path: Optional[str]) -> Optional[Dict[str, Any]]:

@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from contextlib import nullcontext
 from typing import Any, Dict, List, Optional
@@ -26,12 +27,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from ..checkpoint import read_checkpoint, save_state
-from ..errors import UserError
+from ..errors import UserError, unwrap_worker_error
+from ..fileio import FolderLock, atomic_write_text, remove_stale_temp_files
 from . import distributed as D
 from .builders import build_model, check_writable_dir, model_data_settings, read_split
-from .config import dump_config, parse_views
+from .config import default_config, dump_config, parse_views, schema_keys
 
 logger = logging.getLogger("video_ats.engine")
+BAD_VIDEOS_NAME = "bad_videos.txt"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -191,25 +194,97 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
+# Config keys that may change when a run is resumed: where and how it runs, how long, what it logs
+# and checkpoints, and the evaluation settings. Everything else (model, data, seed, recipe) is the run's
+# fingerprint: a checkpoint whose config differs there belongs to another run and is not resumed.
+RESUME_FREE_KEYS = ("name", "output_dir", "device", "data.num_workers", "data.val_annotations", "train.epochs",
+                    "train.max_steps", "train.log_every", "train.eval_every", "train.eval_views",
+                    "train.ckpt_every_steps", "train.ckpt_every_epochs", "train.keep_epoch_checkpoints",
+                    "train.resume", "train.progress", "test.")
+LOCK_NAME = "train.lock"
+
+
+def run_fingerprint(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """The dotted config keys that identify a training run (all but :data:`RESUME_FREE_KEYS`); keys a
+    checkpoint of an older version lacks take their defaults."""
+    defaults = default_config()
+    out = {}
+    for key in schema_keys():
+        if any(key == f or (f.endswith(".") and key.startswith(f)) for f in RESUME_FREE_KEYS):
+            continue
+        node, dflt = cfg, defaults
+        for part in key.split("."):
+            dflt = dflt[part]
+            node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+        out[key] = dflt if node is _MISSING else node
+    return out
+
+
+_MISSING = object()
+
+
+def _short(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _check_resumable(ckpt: dict, cfg: Dict[str, Any], path: str) -> None:
-    old = (ckpt.get("config") or {}).get("model", {})
-    diff = [k for k in ("name", "num_classes", "ats", "kwargs") if old.get(k) != cfg["model"][k]]
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict) or "model" not in ckpt:
+        raise UserError(f"{path} is not a training checkpoint of this program (no model/config inside); move it "
+                        "away, use another output_dir, or train.resume=false to start over")
+    old, new = run_fingerprint(ckpt["config"]), run_fingerprint(cfg)
+    diff = [k for k in new if old.get(k) != new[k]]
     if diff:
-        raise UserError(f"{path} is a checkpoint of another model (model.{', model.'.join(diff)} differ from this "
-                        "config); use another output_dir, or train.resume=false to start over")
+        desc = ", ".join(f"{k} (checkpoint {_short(old.get(k))}, now {_short(new[k])})" for k in diff[:6])
+        more = f" and {len(diff) - 6} more" if len(diff) > 6 else ""
+        raise UserError(f"{path} belongs to another run (another model, data, seed or recipe): the config differs "
+                        f"in {desc}{more}; rerun with the run's config ({os.path.dirname(os.path.dirname(path))}"
+                        "/config.yaml), use another output_dir, or train.resume=false to start over")
 
 
 def train(cfg: Dict[str, Any], info: Optional[D.DistInfo] = None) -> Dict[str, Any]:
     """Run (or continue) the training of ``cfg``; returns a summary
-    ``{"step", "epoch", "losses", "checkpoint", "best_top1", "val"}``. Rank 0 alone writes files."""
+    ``{"step", "epoch", "losses", "checkpoint", "best_top1", "val"}``. Rank 0 alone writes files.
+
+    Rank 0 holds an exclusive lock on the output folder (``OUTPUT_DIR/train.lock``) for the whole run:
+    a second ``train`` on the same folder is refused; a lock left by a killed run is taken over. Stale
+    ``*.tmp.<pid>`` files of killed runs are removed from ``OUTPUT_DIR/checkpoints`` first.
+    """
     info = info or D.init_distributed(cfg["device"])
+    out_dir = cfg["output_dir"]
+    ckpt_dir = os.path.join(out_dir, "checkpoints")
+    lock = None
+    if info.is_main:
+        check_writable_dir(ckpt_dir, "output folder")
+        lock = FolderLock(os.path.join(out_dir, LOCK_NAME), f"run folder {out_dir}").acquire()
+        if lock.note:
+            print(lock.note, file=sys.stderr, flush=True)
+    try:
+        if info.is_main:
+            for p in remove_stale_temp_files(ckpt_dir):
+                print(f"removed {p}, left by a run that was killed while writing it", file=sys.stderr, flush=True)
+        D.barrier()
+        return _train(cfg, info)
+    except UserError as exc:
+        inner = unwrap_worker_error(exc)       # raised in a DataLoader worker: the same line as without
+        if inner is not None:
+            raise inner from None
+        raise
+    except RuntimeError as exc:
+        inner = unwrap_worker_error(exc)
+        if inner is not None:
+            raise inner from None
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: Dict[str, Any], info: D.DistInfo) -> Dict[str, Any]:
     t = cfg["train"]
     out_dir = cfg["output_dir"]
     ckpt_dir = os.path.join(out_dir, "checkpoints")
     last_path = os.path.join(ckpt_dir, "last.pt")
-    if info.is_main:
-        check_writable_dir(ckpt_dir, "output folder")
-    D.barrier()
 
     resume = None
     if t["resume"] and os.path.isfile(last_path):
@@ -230,6 +305,7 @@ def train(cfg: Dict[str, Any], info: Optional[D.DistInfo] = None) -> Dict[str, A
     if t["eval_every"] > 0 and cfg["data"]["val_annotations"]:
         val_records, _ = read_split(cfg["data"]["val_annotations"], cfg, "validation")
     loader, dataset, sampler, updates_per_epoch, accum = build_train_loader(cfg, records, settings, info)
+    dataset.report_file = os.path.join(out_dir, BAD_VIDEOS_NAME)   # each bad video warned once per run
 
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer, updates_per_epoch)
@@ -240,10 +316,6 @@ def train(cfg: Dict[str, Any], info: Optional[D.DistInfo] = None) -> Dict[str, A
 
     epoch, step, step_in_epoch, best_top1 = 0, 0, 0, None
     if resume is not None:
-        old_opt = (resume.get("config") or {}).get("train", {}).get("optimizer", t["optimizer"])
-        if old_opt != t["optimizer"]:
-            raise UserError(f"{last_path} was trained with train.optimizer={old_opt}, this config says "
-                            f"{t['optimizer']}; keep it to resume, or use train.resume=false / another output_dir")
         if resume.get("optimizer"):
             optimizer.load_state_dict(resume["optimizer"])
         if scheduler is not None and resume.get("scheduler"):
@@ -274,8 +346,7 @@ def train(cfg: Dict[str, Any], info: Optional[D.DistInfo] = None) -> Dict[str, A
 
     writer = None
     if info.is_main:
-        with open(os.path.join(out_dir, "config.yaml"), "w") as f:
-            f.write(dump_config(cfg))
+        atomic_write_text(os.path.join(out_dir, "config.yaml"), dump_config(cfg), "config")
         try:
             from torch.utils.tensorboard import SummaryWriter
             writer = SummaryWriter(os.path.join(out_dir, "tb"), purge_step=step if step else None)
@@ -412,7 +483,10 @@ def train(cfg: Dict[str, Any], info: Optional[D.DistInfo] = None) -> Dict[str, A
         raise
     finally:
         if writer is not None:
-            writer.close()
+            try:
+                writer.close()
+            except Exception as exc:  # e.g. a full disk: the run's own error (if any) is what matters
+                logger.warning("TensorBoard: could not close the event file: %s", exc)
     return {"step": step, "epoch": epoch, "losses": losses, "checkpoint": last_path, "best_top1": best_top1,
             "val": val_results, "updates_per_epoch": updates_per_epoch, "accumulation": accum}
 
