@@ -33,15 +33,33 @@ def build_eval_model(cfg: Dict[str, Any], checkpoint: Optional[str], need_ats: b
     if need_ats and not cfg["model"]["ats"]:
         raise UserError(f"{what} needs a config with ATS (model.ats is null); set e.g. "
                         "model.ats='{blocks: [4, 7, 10], num_tokens: [0.7, 0.5, 0.35]}'")
+    from ..checkpoint import read_checkpoint
+    from ..engine.builders import checkpoint_class_names
+
     if checkpoint is not None and not os.path.isfile(checkpoint):
         raise UserError(f"checkpoint {checkpoint}: not found")
+    pretrained = cfg["model"]["pretrained"]
+    if checkpoint is None and pretrained:
+        # the config's own weights stand in for --checkpoint: say which file, resolved, and refuse a path
+        # that does not exist from here (a recipe's relative path is relative to the working directory)
+        full = os.path.abspath(pretrained)
+        if not os.path.isfile(full):
+            raise UserError(f"no --checkpoint given and the config's model.pretrained {pretrained!r} does not exist "
+                            f"(resolved from the working directory to {full}); pass --checkpoint PATH, or "
+                            "model.pretrained=null for a random-init model")
+        print(f"note: no --checkpoint given: {what} uses the config's model.pretrained weights {full}",
+              file=sys.stderr, flush=True)
     torch.manual_seed(int(cfg.get("seed", 0)))      # a random-init model is the same on every run
     model = build_model(cfg, load_pretrained=checkpoint is None)
+    model.class_names = None
     if checkpoint:
-        report = load_checkpoint(model, checkpoint)
+        obj = read_checkpoint(checkpoint)
+        report = load_checkpoint(model, obj)
+        model.class_names = checkpoint_class_names(obj)
+        del obj
         for note in report.get("notes", []):
             logger.info("checkpoint: %s", note)
-    elif not cfg["model"]["pretrained"]:
+    elif not pretrained:
         print(f"warning: no --checkpoint given: {what} uses a RANDOMLY INITIALISED model (GFLOPs and kept "
               "tokens of a trained model differ)", file=sys.stderr, flush=True)
     model.eval()

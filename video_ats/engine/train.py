@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from contextlib import nullcontext
 from typing import Any, Dict, List, Optional
@@ -28,7 +29,8 @@ from torch.utils.data import DataLoader, Sampler
 from ..checkpoint import read_checkpoint, save_state
 from ..errors import UserError
 from . import distributed as D
-from .builders import build_model, check_writable_dir, model_data_settings, read_split
+from .builders import (build_model, cap_workers, check_creatable_dir, check_writable_dir, model_data_settings,
+                       read_split)
 from .config import dump_config, parse_views
 
 logger = logging.getLogger("video_ats.engine")
@@ -91,7 +93,7 @@ def build_train_loader(cfg: Dict[str, Any], records, settings: Dict[str, Any], i
                         f"{gb} (batch_size {bs} x {world} ranks x {accum} accumulation); lower train.batch_size "
                         "or train.global_batch_size")
     sampler = EpochSampler(len(records), updates * accum * bs, info.rank, world, cfg["seed"])
-    nw = cfg["data"]["num_workers"]
+    nw = cap_workers(cfg["data"]["num_workers"])
     loader = DataLoader(ds, batch_size=bs, sampler=sampler, num_workers=nw, drop_last=True,
                         pin_memory=info.device.type == "cuda", persistent_workers=False,
                         generator=torch.Generator().manual_seed(cfg["seed"]))
@@ -206,8 +208,8 @@ def train(cfg: Dict[str, Any], info: Optional[D.DistInfo] = None) -> Dict[str, A
     out_dir = cfg["output_dir"]
     ckpt_dir = os.path.join(out_dir, "checkpoints")
     last_path = os.path.join(ckpt_dir, "last.pt")
-    if info.is_main:
-        check_writable_dir(ckpt_dir, "output folder")
+    if info.is_main:       # checked now, created only once the run is set up: a config error leaves no folder
+        check_creatable_dir(ckpt_dir, "output folder")
     D.barrier()
 
     resume = None
@@ -222,9 +224,16 @@ def train(cfg: Dict[str, Any], info: Optional[D.DistInfo] = None) -> Dict[str, A
     model.to(info.device)
     settings = model_data_settings(cfg, model)
     records, class_names = read_split(cfg["data"]["train_annotations"], cfg, "training")
+    n_cls = cfg["model"]["num_classes"]
+    if info.is_main and len(class_names) < n_cls:
+        print(f"warning: the training data has {len(class_names)} classes but model.num_classes is {n_cls}: "
+              f"the classifier gets {n_cls - len(class_names)} outputs no video trains; set "
+              f"model.num_classes={len(class_names)} unless this is intended", file=sys.stderr, flush=True)
     val_records = None
     if t["eval_every"] > 0 and cfg["data"]["val_annotations"]:
-        val_records, _ = read_split(cfg["data"]["val_annotations"], cfg, "validation")
+        # mapped onto the training classes by name: a split lacking a class keeps the numbering
+        val_records, _ = read_split(cfg["data"]["val_annotations"], cfg, "validation", class_names=class_names,
+                                    names_from=f"the training classes of {cfg['data']['train_annotations']}")
     loader, dataset, sampler, updates_per_epoch, accum = build_train_loader(cfg, records, settings, info)
 
     optimizer = build_optimizer(cfg, model)
@@ -258,9 +267,6 @@ def train(cfg: Dict[str, Any], info: Optional[D.DistInfo] = None) -> Dict[str, A
             seed_everything(cfg["seed"] + info.rank + 7919 * step)
         if step_in_epoch >= updates_per_epoch:
             epoch, step_in_epoch = epoch + 1, 0
-        if info.is_main:
-            logger.info("resuming from %s at epoch %d, step %d", last_path, epoch, step)
-            print(f"resuming from {last_path}: epoch {epoch + 1}/{t['epochs']}, step {step}", flush=True)
     if scheduler is not None:
         scheduler.step_update(num_updates=step)
 
@@ -270,6 +276,7 @@ def train(cfg: Dict[str, Any], info: Optional[D.DistInfo] = None) -> Dict[str, A
 
     writer = None
     if info.is_main:
+        check_writable_dir(ckpt_dir, "output folder")
         with open(os.path.join(out_dir, "config.yaml"), "w") as f:
             f.write(dump_config(cfg))
         try:
@@ -282,6 +289,13 @@ def train(cfg: Dict[str, Any], info: Optional[D.DistInfo] = None) -> Dict[str, A
     total_steps = updates_per_epoch * t["epochs"]
     if t["max_steps"] is not None:
         total_steps = min(total_steps, t["max_steps"])
+    if resume is not None and info.is_main:      # one line, on stdout only
+        if epoch >= t["epochs"] or step >= total_steps:
+            print(f"{last_path}: training already finished ({min(epoch, t['epochs'])}/{t['epochs']} epochs, "
+                  f"step {step}); nothing to do. Raise train.epochs to continue, or use train.resume=false / "
+                  "another output_dir to start over", flush=True)
+        else:
+            print(f"resuming from {last_path}: epoch {epoch + 1}/{t['epochs']}, step {step}", flush=True)
     state = {"epoch": epoch, "step": step, "step_in_epoch": step_in_epoch, "rng": rng_state()}
     losses: List[float] = []
     val_results = None
@@ -419,5 +433,5 @@ def _validate(cfg, model, records, settings, info):
     return evaluate(model, records, settings, views=parse_views(cfg["train"]["eval_views"]),
                     combine=cfg["test"]["combine"], clip_position=cfg["test"]["clip_position"],
                     batch_videos=cfg["test"]["batch_size"], num_classes=cfg["model"]["num_classes"],
-                    device=info.device, num_workers=cfg["data"]["num_workers"], amp=cfg["train"]["amp"],
+                    device=info.device, num_workers=cap_workers(cfg["data"]["num_workers"]), amp=cfg["train"]["amp"],
                     dist_info=info)
