@@ -25,8 +25,11 @@ WRAPPED_METHODS = ("forward_dense_ats", "forward_packed")      # X-ViT's block e
 # model
 # ---------------------------------------------------------------------------------------------
 def build_eval_model(cfg: Dict[str, Any], checkpoint: Optional[str], need_ats: bool = True,
-                     what: str = "profile") -> nn.Module:
-    """The config's model in eval mode with ``checkpoint`` loaded (or random init with a warning)."""
+                     what: str = "profile", checkpoint_obj: Optional[dict] = None) -> nn.Module:
+    """The config's model in eval mode with ``checkpoint`` loaded (or random init with a warning).
+
+    ``checkpoint_obj``: the already read checkpoint of ``checkpoint`` (not read again). The model gets a
+    ``class_names`` attribute: the checkpoint's stored class names, or None."""
     from ..checkpoint import load_checkpoint
     from ..engine.builders import build_model
 
@@ -53,7 +56,7 @@ def build_eval_model(cfg: Dict[str, Any], checkpoint: Optional[str], need_ats: b
     model = build_model(cfg, load_pretrained=checkpoint is None)
     model.class_names = None
     if checkpoint:
-        obj = read_checkpoint(checkpoint)
+        obj = checkpoint_obj if checkpoint_obj is not None else read_checkpoint(checkpoint)
         report = load_checkpoint(model, obj)
         model.class_names = checkpoint_class_names(obj)
         del obj

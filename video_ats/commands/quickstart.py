@@ -62,6 +62,21 @@ def _dataset(path: str, videos_per_class: int) -> dict:
     return paths
 
 
+def _training_seconds(out: str, key: str, measured: float, trained: bool):
+    """``measured`` if this run trained, else the time recorded by the run that did (None if unknown)."""
+    if trained:
+        return measured
+    try:
+        with open(os.path.join(out, "quickstart.json")) as f:
+            return json.load(f).get("train_seconds", {}).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _secs(t) -> str:
+    return "? s (trained by an earlier run)" if t is None else f"{t:.0f} s"
+
+
 def _fmt(value, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
@@ -113,12 +128,15 @@ def run(args) -> int:
     info = D.DistInfo()
     t0 = time.time()
     print(f"[2/4] training the dense TimeSformer ({args.epochs} epochs) -> {dense_dir}", flush=True)
-    train(dense_cfg, info)
+    s_dense = train(dense_cfg, info)
     t_dense = time.time() - t0
     t0 = time.time()
     print(f"[3/4] fine-tuning it with ATS {ATS} ({args.ats_epochs} epochs) -> {ats_dir}", flush=True)
-    train(ats_cfg, info)
+    s_ats = train(ats_cfg, info)
     t_ats = time.time() - t0
+    # a rerun finds both runs finished and trains nothing: keep the training times the first run measured
+    t_dense, t_ats = (_training_seconds(out, "dense", t_dense, bool(s_dense["losses"])),
+                      _training_seconds(out, "ats", t_ats, bool(s_ats["losses"])))
     print("[4/4] evaluating both, 1x3 views", flush=True)
     rows = []
     for name, cfg, d in (("TimeSformer-tiny (dense)", dense_cfg, dense_dir), ("TimeSformer-tiny + ATS", ats_cfg, ats_dir)):
@@ -133,14 +151,15 @@ def run(args) -> int:
     chance = 100.0 / DATA["classes"]
     summary = (f"{DATA['classes']} classes (chance {chance:.0f} % Top-1), "
                f"{rows[0][1]['num_videos']} validation videos, 1x3 views, softmax averaged; training "
-               f"{t_dense:.0f} s dense + {t_ats:.0f} s ATS; total {time.time() - t_all:.0f} s")
+               f"{_secs(t_dense)} dense + {_secs(t_ats)} ATS; total {time.time() - t_all:.0f} s")
     print()
     print(text)
     print(summary)
     with open(os.path.join(out, "quickstart.md"), "w") as f:
         f.write(text + "\n\n" + summary + "\n")
     with open(os.path.join(out, "quickstart.json"), "w") as f:
-        json.dump({"rows": [{"name": n, **r} for n, r in rows], "summary": summary}, f, indent=2)
+        json.dump({"rows": [{"name": n, **r} for n, r in rows], "summary": summary,
+                   "train_seconds": {"dense": t_dense, "ats": t_ats}}, f, indent=2)
     print(f"written to {os.path.join(out, 'quickstart.md')}")
     if args.sweep:
         _benchmark_sweep(ats_cfg, dense_dir, paths, rows[1][1], args.scales, os.path.join(out, "sweep"))
