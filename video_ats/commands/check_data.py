@@ -62,4 +62,4 @@ def run(args) -> int:
     print(format_report(report))
     for what, path in report["files"].items():
         print(f"{what}: {os.path.abspath(path)}")
-    return 0 if report["num_ok"] else 1
+    return 0 if report["num_kept"] else 1
