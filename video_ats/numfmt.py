@@ -1,9 +1,9 @@
 """Tidy numbers for JSON/CSV reports: ``52.49999761581421`` -> ``52.5``.
 
-Floats are rounded to ``decimals`` decimal places (4: percentages, GFLOPs, seconds); values below
-``10 ** -decimals`` keep ``decimals`` significant digits instead, so a tiny std or GFLOPs count of a
-toy model does not collapse to 0. Per-video score vectors (``*.predictions.jsonl``) are not passed
-through this: they are exact inputs of the resumable evaluation.
+Floats of magnitude >= 1 are rounded to ``decimals`` decimal places (4: percentages, GFLOPs, seconds);
+smaller ones keep ``decimals`` significant digits (0.16077 -> 0.1608, 0.0052341 -> 0.005234), so the
+GFLOPs or std of a toy model do not collapse. Per-video score vectors (``*.predictions.jsonl``) are not
+passed through this: they are exact inputs of the resumable evaluation.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ DECIMALS = 4
 def round_float(x: float, decimals: int = DECIMALS) -> float:
     if not math.isfinite(x) or x == 0:
         return x
-    if abs(x) >= 10 ** -decimals:
+    if abs(x) >= 1:
         return round(x, decimals)
     return float(f"{x:.{decimals}g}")
 
