@@ -159,8 +159,8 @@ def test_small_helpers(monkeypatch, tmp_path):
     from video_ats.engine import builders
     from video_ats.numfmt import round_floats
 
-    assert round_floats({"a": 52.49999761581421, "b": [0.16077777, 1.2e-07, 0.005234567], "c": 3, "d": None, "e": True}) == \
-        {"a": 52.5, "b": [0.1608, 1.2e-07, 0.005235], "c": 3, "d": None, "e": True}
+    raw = {"a": 52.49999761581421, "b": [0.16077777, 1.2e-07, 0.005234567], "c": 3, "d": None, "e": True}
+    assert round_floats(raw) == {"a": 52.5, "b": [0.1608, 1.2e-07, 0.005235], "c": 3, "d": None, "e": True}
     monkeypatch.setattr(builders, "available_cpus", lambda: 2)
     assert builders.cap_workers(8) == 2 and builders.cap_workers(1) == 1
     bad = tmp_path / "corrupt.mp4"

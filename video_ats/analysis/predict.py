@@ -217,7 +217,8 @@ def format_entry(e: Dict[str, Any]) -> str:
         lines.append(f"  {r}. {t['label']:30s} {t['prob']:.4f}")
     g = e["gflops_per_view"]
     if g.get("ats") is not None and g.get("dense"):
-        line = f"  GFLOPs/view {g['ats']:.4g} with ATS vs {g['dense']:.4g} dense ({100 * (g['ats'] / g['dense'] - 1):+.0f} %)"
+        change = 100 * (g["ats"] / g["dense"] - 1)
+        line = f"  GFLOPs/view {g['ats']:.4g} with ATS vs {g['dense']:.4g} dense ({change:+.0f} %)"
     else:
         line = f"  GFLOPs/view {g['dense']:.4g} (dense model)" if g.get("dense") is not None else "  GFLOPs/view -"
     lines.append(line)

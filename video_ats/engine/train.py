@@ -292,8 +292,8 @@ def train(cfg: Dict[str, Any], info: Optional[D.DistInfo] = None) -> Dict[str, A
     if resume is not None and info.is_main:      # one line, on stdout only
         if epoch >= t["epochs"] or step >= total_steps:
             print(f"{last_path}: training already finished ({min(epoch, t['epochs'])}/{t['epochs']} epochs, "
-                  f"step {step}); nothing to do. Raise train.epochs to continue, or use train.resume=false / "
-                  "another output_dir to start over", flush=True)
+                  f"step {step}); nothing to do. Raise train.epochs (or train.max_steps) to continue, or use "
+                  "train.resume=false / another output_dir to start over", flush=True)
         else:
             print(f"resuming from {last_path}: epoch {epoch + 1}/{t['epochs']}, step {step}", flush=True)
     state = {"epoch": epoch, "step": step, "step_in_epoch": step_in_epoch, "rng": rng_state()}
