@@ -106,8 +106,10 @@ def test_calibrate_hits_target(tmp_path, ats_cfg, data_synthetic, capsys):
     rc = main(["calibrate", "--config", ats_cfg, "--annotations", data_synthetic["val_csv"], "--max-videos", "2",
                "--target-gflops", str(target), "--output", str(out)])
     assert rc == 0
-    text = capsys.readouterr().out
+    cap = capsys.readouterr()
+    text = cap.out
     assert "chosen K" in text and "evaluations" in text
+    assert "calibrate: decoding 2 videos" in cap.err and "calibrate: trial 1:" in cap.err    # progress lines
     over = yaml.safe_load(out.read_text())
     ks = over["model"]["ats"]["num_tokens"]
     assert over["model"]["ats"]["blocks"] == [1, 2] and ks != [0.5, 0.3]

@@ -1,4 +1,5 @@
 """video-ats: Adaptive Token Sampling (ECCV 2022) for the video transformers TimeSformer and X-ViT."""
+from .analysis.predict import predict
 from .ats import ATSConfig, inverse_transform_sampling, significance_scores
 from .checkpoint import load_checkpoint
 from .errors import UserError
@@ -9,4 +10,4 @@ from .models import create_model, list_models
 __version__ = "0.1.0"
 
 __all__ = ["ATSConfig", "UserError", "count_gflops", "create_model", "export_hf", "from_pretrained",
-           "inverse_transform_sampling", "list_models", "load_checkpoint", "significance_scores"]
+           "inverse_transform_sampling", "list_models", "load_checkpoint", "predict", "significance_scores"]

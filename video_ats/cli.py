@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .errors import UserError, unwrap_worker_error
@@ -15,8 +16,10 @@ from .fileio import DISK_ERRNOS, describe_os_error
 # subcommand -> module under video_ats.commands
 COMMANDS = {
     "make-synthetic": "make_synthetic",
+    "check-data": "check_data",
     "train": "train",
     "test": "test",
+    "predict": "predict",
     "quickstart": "quickstart",
     "profile": "profile",
     "calibrate": "calibrate",
@@ -80,6 +83,15 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"video-ats {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`video-ats train --help-config | head`): stop quietly. stdout is pointed at
+        # devnull so the interpreter's final flush does not raise again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 0
 
 
 if __name__ == "__main__":

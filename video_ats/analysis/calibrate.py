@@ -9,6 +9,7 @@ range when bisection alone does not land in the window.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -23,8 +24,9 @@ TOLERANCE = 0.02
 class _Trials:
     """GFLOPs mean per distinct K tuple (cached: different s often round to the same K)."""
 
-    def __init__(self, model, clips, base: Dict[str, Any], batch_size: int, device):
+    def __init__(self, model, clips, base: Dict[str, Any], batch_size: int, device, progress=None):
         self.model, self.clips, self.base, self.batch_size, self.device = model, clips, base, batch_size, device
+        self.progress = progress
         self.cache: Dict[Tuple, float] = {}
         self.log: List[Dict[str, Any]] = []
 
@@ -32,10 +34,14 @@ class _Trials:
         ks = A.scale_num_tokens(self.base["num_tokens"], s)
         key = tuple(ks)
         if key not in self.cache:
+            t0 = time.perf_counter()
             self.model.set_ats(dict(self.base, num_tokens=ks))
             g = A.measure(self.model, self.clips, self.batch_size, self.device)["gflops"]
             self.cache[key] = float(g.mean())
             self.log.append({"scale": s, "num_tokens": ks, "gflops_mean": self.cache[key]})
+            if self.progress:
+                self.progress(f"trial {len(self.cache)}: scale {s:.4g}, K {ks} -> {self.cache[key]:.4g} GFLOPs/view "
+                              f"({time.perf_counter() - t0:.1f} s)")
         return self.cache[key], ks
 
     @property
@@ -44,7 +50,7 @@ class _Trials:
 
 
 def calibrate(model, clips: torch.Tensor, settings: Dict[str, Any], target: float, tolerance: float = TOLERANCE,
-              batch_size: int = 8, device=None, max_iter: int = 40) -> Dict[str, Any]:
+              batch_size: int = 8, device=None, max_iter: int = 40, progress=None) -> Dict[str, Any]:
     """Search s for ``model`` (with ATS) on decoded ``clips``; returns the result dict (see module doc)."""
     from ..engine.evaluate import dense_gflops
 
@@ -55,7 +61,7 @@ def calibrate(model, clips: torch.Tensor, settings: Dict[str, Any], target: floa
     base = model.ats.as_dict()
     device = device or next(model.parameters()).device
     dense = dense_gflops(model, settings, device)
-    trials = _Trials(model, clips, base, batch_size, device)
+    trials = _Trials(model, clips, base, batch_size, device, progress)
     full = A.num_patch_tokens(model, settings)
     s_hi = A.full_scale(base["num_tokens"], full)
     s_lo = min(((0.5 / full) / k if isinstance(k, float) else 0.5 / k) for k in base["num_tokens"])
@@ -125,7 +131,8 @@ def _best(trials: _Trials, target: float) -> Optional[Tuple[float, List]]:
 def run_calibration(cfg: Dict[str, Any], checkpoint: Optional[str], annotations: str, target: float,
                     data_root: Optional[str] = None, max_videos: Optional[int] = None,
                     views: Optional[Tuple[int, int]] = None, batch_size: int = 8,
-                    tolerance: float = TOLERANCE) -> Dict[str, Any]:
+                    tolerance: float = TOLERANCE, progress=None) -> Dict[str, Any]:
+    """``progress``: a callable given one line per step (decoding, each trial), e.g. ``print``."""
     """Config + checkpoint + annotation file -> calibration result (clips decoded once)."""
     from ..engine.builders import model_data_settings, read_split
     from ..engine.config import parse_views
@@ -136,11 +143,18 @@ def run_calibration(cfg: Dict[str, Any], checkpoint: Optional[str], annotations:
     settings = model_data_settings(cfg, model)
     records, _ = read_split(annotations, cfg, "calibration", data_root=data_root)
     views = views or parse_views(cfg["test"]["views"], "test.views")
+    n = min(len(records), max_videos) if max_videos else len(records)
+    t0 = time.perf_counter()
+    if progress:
+        progress(f"decoding {n} videos x {views[0] * views[1]} views ...")
     clips, meta, failures = A.decode_views(records, settings, views, cfg["test"]["clip_position"], max_videos)
+    if progress:
+        progress(f"decoded {0 if clips is None else clips.shape[0]} views in {time.perf_counter() - t0:.1f} s "
+                 f"({len(failures)} videos failed); searching K, one forward over all views per trial")
     if clips is None:
         raise UserError(f"{annotations}: no clip could be decoded (first failure: "
                         f"{failures[0]['path']}: {failures[0]['error']})" if failures else f"{annotations}: no clips")
-    out = calibrate(model, clips, settings, target, tolerance, batch_size, device)
+    out = calibrate(model, clips, settings, target, tolerance, batch_size, device, progress=progress)
     out.update(num_videos=len({m["video_index"] for m in meta}), num_failed=len(failures), failed=failures,
                views=f"{views[0]}x{views[1]}")
     return out

@@ -25,23 +25,46 @@ WRAPPED_METHODS = ("forward_dense_ats", "forward_packed")      # X-ViT's block e
 # model
 # ---------------------------------------------------------------------------------------------
 def build_eval_model(cfg: Dict[str, Any], checkpoint: Optional[str], need_ats: bool = True,
-                     what: str = "profile") -> nn.Module:
-    """The config's model in eval mode with ``checkpoint`` loaded (or random init with a warning)."""
+                     what: str = "profile", checkpoint_obj: Optional[dict] = None) -> nn.Module:
+    """The config's model in eval mode with ``checkpoint`` loaded (or random init with a warning).
+
+    ``checkpoint_obj``: the already read checkpoint of ``checkpoint`` (not read again). The model gets a
+    ``class_names`` attribute: the checkpoint's stored class names, or None."""
     from ..checkpoint import load_checkpoint
     from ..engine.builders import build_model
 
     if need_ats and not cfg["model"]["ats"]:
         raise UserError(f"{what} needs a config with ATS (model.ats is null); set e.g. "
                         "model.ats='{blocks: [4, 7, 10], num_tokens: [0.7, 0.5, 0.35]}'")
-    if checkpoint is not None and not os.path.isfile(checkpoint):
+    from ..checkpoint import read_checkpoint
+    from ..engine.builders import checkpoint_class_names
+
+    if checkpoint is not None and not os.path.exists(checkpoint):
         raise UserError(f"checkpoint {checkpoint}: not found")
+    pretrained = cfg["model"]["pretrained"]
+    if checkpoint is None and pretrained:
+        # the config's own weights stand in for --checkpoint: say which file, resolved, and refuse a path
+        # that does not exist from here (a recipe's relative path is relative to the working directory)
+        full = os.path.abspath(pretrained)
+        if not os.path.isfile(full):
+            raise UserError(f"no --checkpoint given and the config's model.pretrained {pretrained!r} does not exist "
+                            f"(resolved from the working directory to {full}); pass --checkpoint PATH, or "
+                            "model.pretrained=null for a random-init model")
+        print(f"note: no --checkpoint given: {what} uses the config's model.pretrained weights {full}",
+              file=sys.stderr, flush=True)
     torch.manual_seed(int(cfg.get("seed", 0)))      # a random-init model is the same on every run
     model = build_model(cfg, load_pretrained=checkpoint is None)
-    if checkpoint:
+    model.class_names = None
+    if checkpoint and os.path.isdir(checkpoint):        # a Hugging Face folder: names from its id2label
         report = load_checkpoint(model, checkpoint)
+    elif checkpoint:
+        obj = checkpoint_obj if checkpoint_obj is not None else read_checkpoint(checkpoint)
+        report = load_checkpoint(model, obj)
+        model.class_names = checkpoint_class_names(obj) or getattr(model, "class_names", None)
+        del obj
         for note in report.get("notes", []):
             logger.info("checkpoint: %s", note)
-    elif not cfg["model"]["pretrained"]:
+    elif not pretrained:
         print(f"warning: no --checkpoint given: {what} uses a RANDOMLY INITIALISED model (GFLOPs and kept "
               "tokens of a trained model differ)", file=sys.stderr, flush=True)
     model.eval()

@@ -29,7 +29,8 @@ def sweep(cfg: Dict[str, Any], checkpoint: Optional[str], annotations: str, scal
     device = A.resolve_device(cfg)
     model.to(device)
     settings = model_data_settings(cfg, model)
-    records, _ = read_split(annotations, cfg, "sweep", data_root=data_root)
+    records, _ = read_split(annotations, cfg, "sweep", data_root=data_root, class_names=model.class_names,
+                            names_from=f"the class names of {checkpoint}")
     if max_videos:
         records = records[:max_videos]
     base = model.ats.as_dict()
@@ -77,6 +78,9 @@ def write_outputs(result: Dict[str, Any], out_dir: str) -> Dict[str, str]:
     from .plots import plot_accuracy_vs_gflops
     from .profile import write_json
 
+    from ..numfmt import round_floats
+
+    result = round_floats(result)
     write_json(result, os.path.join(out_dir, "sweep.json"))
     csv_path = os.path.join(out_dir, "sweep.csv")
     with open(csv_path, "w", newline="", encoding="utf-8") as f:

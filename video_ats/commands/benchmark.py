@@ -12,20 +12,26 @@ HELP = "measure dense vs ATS forward time, GFLOPs, efficiency, ATS overhead and 
 
 
 def add_arguments(p):
-    p.add_argument("--model", default="timesformer_base_8x224", help="registered model name")
-    p.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes")
+    p.add_argument("--model", default="timesformer_base_8x224",
+                   help="registered model name, see `video-ats models` (default %(default)s)")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 8],
+                   help="batch sizes to measure, one table row group each (default %(default)s)")
     p.add_argument("--ats", action="append", default=None, metavar="NAME|JSON",
                    help="ATS setting: a preset name (mild, half) or a JSON dict; repeatable (default: mild, half)")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast dtype")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
+    p.add_argument("--repeats", type=int, default=5,
+                   help="timed forwards per setting; the median is reported (default %(default)s)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed forwards before timing (default %(default)s)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="autocast dtype (default %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads on CPU (default: torch's)")
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a model hyper-parameter (JSON value), e.g. num_frames=16")
-    p.add_argument("--no-official", action="store_true", help="skip the official-forward baseline")
-    p.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")
-    p.add_argument("--output", default=None, help="write the rows as JSON here (and a .md table beside it)")
+                   help="override a model hyper-parameter (JSON value), e.g. num_frames=16; repeatable")
+    p.add_argument("--no-official", action="store_true",
+                   help="skip the official-forward baseline (video_ats/reference.py; TimeSformer only)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.add_argument("--output", default=None, help="write the rows as JSON here (and a .md table beside it); "
+                   "default: print only")
 
 
 def run(args) -> int:
@@ -64,8 +70,10 @@ def run(args) -> int:
     table = benchmark.markdown_table(rows)
     print(table)
     if args.output:
+        from ..numfmt import round_floats
+
         with open(args.output, "w") as f:
-            json.dump({"rows": rows, "torch": torch.__version__, "device": args.device,
+            json.dump({"rows": round_floats(rows), "torch": torch.__version__, "device": args.device,
                        "threads": torch.get_num_threads(), "dtype": args.dtype}, f, indent=2)
         with open(os.path.splitext(args.output)[0] + ".md", "w") as f:
             f.write(table + "\n")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 HELP = "scale all ATS K values by one factor to hit a GFLOPs/view target (within 2 percent, never above)"
 
@@ -28,8 +29,11 @@ def run(args) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = C.load_config(args.config, args.overrides)
     views = C.parse_views(args.views, "--views") if args.views else None
+    def progress(line: str) -> None:       # stderr: stdout keeps the result lines only
+        print(f"calibrate: {line}", file=sys.stderr, flush=True)
+
     res = K.run_calibration(cfg, args.checkpoint, args.annotations, args.target_gflops, args.data_root,
-                            args.max_videos, views, args.batch_size, args.tolerance)
+                            args.max_videos, views, args.batch_size, args.tolerance, progress=progress)
     K.write_override(res, args.output, args.config)
     print(f"target {res['target_gflops']:.4g} GFLOPs/view (reachable {res['reachable'][0]:.4g} .. "
           f"{res['reachable'][1]:.4g}, dense {res['dense_gflops']:.4g})")

@@ -36,7 +36,9 @@ def run(args) -> int:
     views = C.parse_views(args.views or cfg["test"]["views"], "--views")
     report = P.profile(cfg, inputs, args.checkpoint, views, args.batch_size, args.data_root, args.plots,
                        args.max_videos)
-    P.write_json(report, args.output)
+    from ..numfmt import round_floats
+
+    P.write_json(round_floats(report), args.output)
     print(P.format_report(report))
     for p in report.get("plots", []):
         print(f"plot: {p}")

@@ -22,8 +22,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--clip-position", choices=("start", "center"),
                         help="where a single test clip sits (default: test.clip_position = start)")
     parser.add_argument("--batch-size", type=int, help="videos per batch (default: test.batch_size)")
-    parser.add_argument("--output", default="results.json", help="results JSON (default %(default)s); "
-                        "per-video predictions stream to <stem>.predictions.jsonl next to it")
+    parser.add_argument("--output", help="results JSON (default: results.json in the run folder, output_dir = "
+                        "runs/<config name>); per-video predictions stream to <stem>.predictions.jsonl next to it")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="dotted config overrides, e.g. model.num_classes=600 model.ats=null")
 
@@ -43,14 +43,33 @@ def run(args) -> int:
     info = D.init_distributed(cfg["device"])
     logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    output = args.output or os.path.join(cfg["output_dir"], "results.json")
     try:
-        results = run_test(cfg, args.checkpoint, args.output, info)
+        results = run_test(cfg, args.checkpoint, output, info)
     finally:
         D.cleanup()
     if info.is_main:
         print(format_results(results))
-        print(f"results: {os.path.abspath(args.output)}")
-    return 0
+        warning = failure_warning(results)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
+        print(f"results: {os.path.abspath(output)}")
+    return 1 if results.get("top1") is None else 0
+
+
+FAILURE_WARN_FRACTION = 0.01
+
+
+def failure_warning(r) -> str:
+    """One warning line when more than 1 % of the videos failed ('' otherwise)."""
+    failed, total = r.get("num_failed") or 0, (r.get("num_videos") or 0) + (r.get("num_failed") or 0)
+    if not total or failed / total <= FAILURE_WARN_FRACTION:
+        return ""
+    if failed == total:
+        return (f"error: none of the {total} videos could be evaluated (e.g. {r['failed'][0]['path']}: "
+                f"{r['failed'][0]['error']}); check the data root and run `video-ats check-data`")
+    return (f"warning: {failed} of {total} videos ({100 * failed / total:.1f} %) could not be decoded and are not "
+            "in Top-1/Top-5 (computed over the rest); `video-ats check-data --annotations A --data-root D` lists them")
 
 
 def run_test(cfg, checkpoint, output, info):
@@ -82,23 +101,33 @@ def run_test(cfg, checkpoint, output, info):
 
 
 def _run_test(cfg, checkpoint, output, info):
+    import torch
+
     from ..checkpoint import load_checkpoint
-    from ..errors import UserError
-    from ..engine.builders import build_model, model_data_settings, read_split
+    from ..data.annotations import index_names
+    from ..engine.builders import build_model, cap_workers, model_data_settings, read_split
     from ..engine.evaluate import evaluate, file_fingerprint, write_results
+    from ..errors import UserError
+    from ..numfmt import round_floats
 
     annotations = cfg["test"]["annotations"] or cfg["data"]["val_annotations"]
     if not annotations:
         raise UserError("no test annotations: pass --annotations FILE (or set test.annotations)")
-    records, _ = read_split(annotations, cfg, "test")
+    torch.manual_seed(int(cfg["seed"]))       # a random-init model (no checkpoint) is the same on every run
     model = build_model(cfg, load_pretrained=False)
     if checkpoint:
-        report = load_checkpoint(model, checkpoint)
+        report = load_checkpoint(model, checkpoint)       # a project/official file or a Hugging Face folder
         for note in report.get("notes", []):
             logging.getLogger("video_ats.engine").info("checkpoint: %s", note)
     elif info.is_main:
         print("warning: no --checkpoint given: evaluating a RANDOMLY INITIALISED model (for pipeline checks "
               "and GFLOPs profiling only; accuracy is meaningless)", file=sys.stderr, flush=True)
+    class_names = (list(getattr(model, "class_names", None) or []) or None) if checkpoint else None
+    if class_names is not None and index_names(class_names):
+        class_names = None                    # "0", "1", ...: a list-trained model, nothing to map by name
+    # labels are mapped onto the checkpoint's classes by name: a file lacking a class keeps the numbering
+    records, names = read_split(annotations, cfg, "test", class_names=class_names,
+                                names_from=f"the class names stored in {checkpoint}")
     model.to(info.device)
     settings = model_data_settings(cfg, model)
     views = C_parse(cfg["test"]["views"])
@@ -108,13 +137,16 @@ def _run_test(cfg, checkpoint, output, info):
     results = evaluate(model, records, settings, views=views, combine=cfg["test"]["combine"],
                        clip_position=cfg["test"]["clip_position"], batch_videos=cfg["test"]["batch_size"],
                        num_classes=cfg["model"]["num_classes"], device=info.device,
-                       num_workers=cfg["data"]["num_workers"], output=output, fingerprint=fingerprint,
+                       num_workers=cap_workers(cfg["data"]["num_workers"]), output=output, fingerprint=fingerprint,
                        amp=cfg["train"]["amp"], progress=cfg["train"]["progress"], dist_info=info)
     results.update({"model": cfg["model"]["name"], "ats": cfg["model"]["ats"],
                     "checkpoint": os.path.abspath(checkpoint) if checkpoint else None,
-                    "annotations": os.path.abspath(annotations), "config": cfg["name"]})
+                    "annotations": os.path.abspath(annotations), "config": cfg["name"],
+                    "class_names_from": "checkpoint" if class_names else
+                    ("label_map" if cfg["data"]["label_map"] else "annotation file (sorted names)")})
     if getattr(model, "class_names", None):      # from the checkpoint (HF id2label / training annotations)
         results["class_names"] = list(model.class_names)
+    results = round_floats(results)
     if info.is_main:
         write_results(results, output)
     return results

@@ -9,6 +9,7 @@ HELP = "fine-tune a model from a YAML recipe (auto-resumes from OUTPUT_DIR/check
 def add_arguments(parser) -> None:
     parser.add_argument("--config", help="YAML recipe (configs/...); without it the defaults are used")
     parser.add_argument("--output-dir", help="same as output_dir=DIR")
+    parser.add_argument("--data-root", help="folder the annotation paths are relative to (same as data.data_root=DIR)")
     parser.add_argument("--help-config", action="store_true", help="list every config key and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="dotted config overrides, e.g. train.lr=0.01 model.ats=null")
@@ -20,7 +21,8 @@ def run(args) -> int:
     if args.help_config:
         print(C.schema_help())
         return 0
-    overrides = list(args.overrides) + ([f"output_dir={args.output_dir}"] if args.output_dir else [])
+    overrides = list(args.overrides) + ([f"output_dir={args.output_dir}"] if args.output_dir else []) + \
+        ([f"data.data_root={args.data_root}"] if args.data_root else [])
     cfg = C.load_config(args.config, overrides)
     from ..engine import distributed as D
     from ..engine.train import train

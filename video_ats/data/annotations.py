@@ -131,7 +131,7 @@ def _resolve_kinetics_file(root: str, name: str, yid: str, start: int, end: int,
     return os.path.join(dirs[0], fname + ".mp4"), False, False
 
 
-def _read_csv(path, root, names_fixed):
+def _read_csv(path, root, names_fixed, names_from="the label map"):
     records_raw = []
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
@@ -175,11 +175,21 @@ def _read_csv(path, root, names_fixed):
     else:
         class_names = sorted({r[1] for r in records_raw if r[1]})
     index = {n: i for i, n in enumerate(class_names)}
+    unknown = {}
+    for lineno, name, *_ in records_raw:
+        if name and name not in index:
+            unknown.setdefault(name, lineno)
+    if unknown:
+        first = sorted(unknown.items(), key=lambda kv: kv[1])
+        name, lineno = first[0]
+        more = ""
+        if len(first) > 1:
+            more = f"; {len(first) - 1} more unknown: " + ", ".join(repr(n) for n, _ in first[1:6]) + \
+                (", ..." if len(first) > 6 else "")
+        raise UserError(f"{path}:{lineno}: unknown class {name!r} (not in {names_from}, {len(class_names)} "
+                        f"classes){more}; use the label map / checkpoint that matches this annotation file")
     records = []
     for lineno, name, yid, ts, te, split in records_raw:
-        if name and name not in index:
-            raise UserError(f"{path}:{lineno}: unknown class {name!r} (not in the label map); use the "
-                            f"label map that matches this annotation file")
         label = index[name] if name else -1
         p, found, untrimmed = _resolve_kinetics_file(root, name, yid, int(ts), int(te), split)
         if untrimmed:
@@ -190,7 +200,7 @@ def _read_csv(path, root, names_fixed):
     return records, class_names
 
 
-def _read_list(path, root, names_fixed):
+def _read_list(path, root, names_fixed, names_from="the label map"):
     records = []
     max_label = -1
     with open(path, encoding="utf-8") as f:
@@ -210,8 +220,8 @@ def _read_list(path, root, names_fixed):
             if label < -1:
                 raise UserError(f"{path}:{lineno}: negative label {label}")
             if names_fixed is not None and label >= len(names_fixed):
-                raise UserError(f"{path}:{lineno}: label {label} outside the label map's "
-                                f"{len(names_fixed)} classes")
+                what = "the label map's" if names_from.startswith("the label map") else f"{names_from}:"
+                raise UserError(f"{path}:{lineno}: label {label} outside {what} {len(names_fixed)} classes")
             p = rel if os.path.isabs(rel) else os.path.join(root, rel)
             records.append(VideoRecord(os.path.normpath(p), label, None, None, _stem(p)))
             max_label = max(max_label, label)
@@ -227,11 +237,16 @@ def read_annotations(
     data_root: Optional[str] = None,
     label_map: Optional[str] = None,
     drop_missing: bool = False,
+    class_names: Optional[Sequence[str]] = None,
+    names_from: str = "the given class names",
 ) -> Tuple[List[VideoRecord], List[str]]:
     """Parse an annotation file (official Kinetics CSV or ``path label`` list, auto-detected).
 
     ``data_root``: where the videos are (default: the annotation file's folder). ``label_map``:
-    optional class-name file (see module docstring). Returns ``(records, class_names)``.
+    optional class-name file (see module docstring). ``class_names``: class names in index order to map
+    the file's names onto when there is no ``label_map`` (e.g. a checkpoint's, or the training split's:
+    a test file lacking a class then keeps the model's numbering); a name outside them is one
+    :class:`UserError` (``names_from`` says where they came from). Returns ``(records, class_names)``.
     Malformed input raises :class:`~video_ats.errors.UserError` naming the file and line. Rows whose
     video is missing are kept (and logged once as a count) unless ``drop_missing``.
     """
@@ -243,6 +258,10 @@ def read_annotations(
         raise UserError(f"data root {root}: not a directory")
     names_fixed = load_label_map(str(label_map)) if label_map is not None else None
     _check_text_file(path)
+    if names_fixed is not None:
+        names_from = f"the label map {label_map}"
+    elif class_names is not None:
+        names_fixed = [str(n) for n in class_names]
     with open(path, encoding="utf-8", errors="replace") as f:
         first = ""
         for line in f:
@@ -253,12 +272,12 @@ def read_annotations(
         raise UserError(f"{path}: empty annotation file")
     try:
         if _is_csv_header(first):
-            records, class_names = _read_csv(path, root, names_fixed)
+            records, class_names = _read_csv(path, root, names_fixed, names_from)
         else:
             if first.count(",") >= 3 and len(first.split()) < 2:
                 raise UserError(f"{path}:1: looks like a CSV without the official header "
                                 f"'{','.join(CSV_COLUMNS)}'; add the header line")
-            records, class_names = _read_list(path, root, names_fixed)
+            records, class_names = _read_list(path, root, names_fixed, names_from)
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not a UTF-8 text file (byte {exc.start}); an annotation file is a Kinetics "
                         "CSV or a 'path label' list") from None
@@ -305,6 +324,12 @@ def _check_text_file(path: str) -> None:
         if exc.start < len(head) - 4:          # not just a multi-byte character cut at the end of the sample
             raise UserError(f"{path}: not a UTF-8 text file (byte {exc.start}); an annotation file is a "
                             "Kinetics CSV or a 'path label' list") from None
+
+
+def index_names(names: Optional[Sequence[str]]) -> bool:
+    """True when ``names`` are just "0", "1", ... (what a ``path label`` list yields): they carry no class
+    identity to map another file's names onto."""
+    return names is not None and [str(n) for n in names] == [str(i) for i in range(len(names))]
 
 
 def find_missing(records: Sequence[VideoRecord]) -> List[VideoRecord]:

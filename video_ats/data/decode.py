@@ -153,6 +153,20 @@ def target_hw(height: int, width: int, size: SizeArg) -> Tuple[int, int]:
     return max(s, int(math.floor(height * s / width))), s
 
 
+def describe_error(exc: BaseException) -> str:
+    """A short, readable reason for a decoder exception: FFmpeg's text without the raw errno
+    ("[Errno 1094995529] Invalid data found when processing input: 'x.mp4'" -> "invalid data found when
+    processing input (corrupt, truncated or not a video file)")."""
+    if isinstance(exc, av.error.FFmpegError):
+        text = (exc.strerror or "").strip() or type(exc).__name__
+        text = text[0].lower() + text[1:]
+        if isinstance(exc, av.error.InvalidDataError):
+            text += " (corrupt, truncated or not a video file)"
+        return text
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _check_file(path: str) -> None:
     if not os.path.exists(path):
         raise DecodeError(path, "file not found")
@@ -187,7 +201,7 @@ def _probe_pyav(path: str) -> VideoInfo:
     except DecodeError:
         raise
     except Exception as exc:
-        raise DecodeError(path, f"not a readable video ({type(exc).__name__}: {exc})") from None
+        raise DecodeError(path, f"not a readable video: {describe_error(exc)}") from None
 
 
 def _decode_pyav(path: str, indices: np.ndarray, size: SizeArg) -> torch.Tensor:
@@ -218,7 +232,7 @@ def _decode_pyav(path: str, indices: np.ndarray, size: SizeArg) -> torch.Tensor:
             except (av.error.InvalidDataError, av.error.EOFError, OSError) as exc:
                 # a truncated or damaged file: keep the frames decoded so far
                 if last is None:
-                    raise DecodeError(path, f"no decodable frame ({type(exc).__name__}: {exc})") from None
+                    raise DecodeError(path, f"no decodable frame: {describe_error(exc)}") from None
             if last is None:
                 raise DecodeError(path, "no decodable frame in the video stream")
             if last[0] not in frames:  # the clip runs past the end: its tail repeats the last frame
@@ -226,7 +240,7 @@ def _decode_pyav(path: str, indices: np.ndarray, size: SizeArg) -> torch.Tensor:
     except DecodeError:
         raise
     except Exception as exc:
-        raise DecodeError(path, f"not a readable video ({type(exc).__name__}: {exc})") from None
+        raise DecodeError(path, f"not a readable video: {describe_error(exc)}") from None
     if not frames:
         raise DecodeError(path, "no decodable frame in the video stream")
     have = np.array(sorted(frames))
@@ -410,4 +424,4 @@ def decode_frames(path: str, indices: Sequence[int], size: SizeArg = None) -> to
     except DecodeError:
         raise
     except Exception as exc:
-        raise DecodeError(path, f"{type(exc).__name__}: {exc}") from None
+        raise DecodeError(path, describe_error(exc)) from None

@@ -70,6 +70,14 @@ def _check_model_kwargs(kwargs: Dict[str, Any]) -> None:
         raise UserError(f"model.kwargs.embed_dim {e} is not divisible by model.kwargs.num_heads {h}")
 
 
+def checkpoint_class_names(obj: Any) -> Optional[List[str]]:
+    """The ``class_names`` a project checkpoint stores (index order), or None (official/foreign files)."""
+    names = obj.get("class_names") if isinstance(obj, dict) else None
+    if isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names):
+        return list(names)
+    return None
+
+
 def model_data_settings(cfg: Dict[str, Any], model: nn.Module) -> Dict[str, Any]:
     """Frames, sampling rate, crop size and normalisation: ``cfg.data`` where set, else the model's."""
     mc = getattr(model, "config", {}) or {}
@@ -100,22 +108,75 @@ def model_data_settings(cfg: Dict[str, Any], model: nn.Module) -> Dict[str, Any]
 
 
 def read_split(path: Optional[str], cfg: Dict[str, Any], what: str,
-               data_root: Optional[str] = None) -> Tuple[List, List[str]]:
-    """Records and class names of one annotation file, with clear errors for missing input."""
+               data_root: Optional[str] = None, class_names: Optional[List[str]] = None,
+               names_from: str = "the model's class names") -> Tuple[List, List[str]]:
+    """Records and class names of one annotation file, with clear errors for missing input.
+
+    ``class_names`` (the checkpoint's or the training split's, in index order): the file's class names
+    are mapped onto them *by name* when no ``data.label_map`` is set, so a file lacking a class keeps the
+    model's numbering; a class outside them is one :class:`UserError`. Index-only names ("0", "1", ...
+    from a ``path label`` list) carry no identity and are ignored.
+    """
     from ..data import read_annotations
+    from ..data.annotations import index_names
 
     if not path:
         raise UserError(f"no {what} annotation file: set it in the config or on the command line")
+    if not os.path.isfile(path):            # before the data root: a misspelled path is reported as such
+        raise UserError(f"{what} annotation file {path}: not found"
+                        + ("" if os.path.exists(path) else f" (working directory {os.getcwd()})"))
     root = data_root if data_root is not None else cfg["data"]["data_root"]
     if root is not None and not os.path.isdir(root):
         raise UserError(f"data root {root}: not a directory (set data.data_root or --data-root)")
-    records, names = read_annotations(path, data_root=root, label_map=cfg["data"]["label_map"])
+    if class_names is not None and index_names(class_names):
+        class_names = None
+    records, names = read_annotations(path, data_root=root, label_map=cfg["data"]["label_map"],
+                                      class_names=class_names, names_from=names_from)
     n = cfg["model"]["num_classes"]
     top = max((r.label for r in records), default=-1)
     if top >= n:
         raise UserError(f"{path}: labels go up to {top} but model.num_classes is {n}; set "
                         f"model.num_classes={max(top + 1, len(names))}")
     return records, names
+
+
+_CAPPED_NOTED: set = set()
+
+
+def available_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def cap_workers(num_workers: int, what: str = "data.num_workers") -> int:
+    """``num_workers`` capped at the CPU cores this process may use (more workers than cores only add
+    memory and contention; torch warns about it). The cap is noted once per value."""
+    cores = available_cpus()
+    if num_workers <= cores:
+        return num_workers
+    if (num_workers, cores) not in _CAPPED_NOTED:
+        _CAPPED_NOTED.add((num_workers, cores))
+        print(f"note: {what}={num_workers} capped at {cores}, the CPU cores available to this process",
+              flush=True)
+    return cores
+
+
+def check_creatable_dir(path: str, what: str = "output folder") -> str:
+    """Make sure ``path`` could be created and written, without creating anything: the nearest existing
+    ancestor must be a writable folder (and ``path`` itself a folder if it exists)."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise UserError(f"{what} {path}: cannot write there ({probe} is not a folder)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path}: cannot write there (permission denied on {probe})")
+    return path
 
 
 def check_writable_dir(path: str, what: str = "output folder") -> str:

@@ -59,6 +59,13 @@ def combine_views(logits: torch.Tensor, mode: str = "softmax_mean") -> torch.Ten
     raise UserError(f"view combination must be one of {COMBINE_MODES}, got {mode!r}")
 
 
+def view_probabilities(logits: torch.Tensor, mode: str = "softmax_mean") -> torch.Tensor:
+    """(views, classes) logits of one video -> (classes,) probabilities: the softmax mean, or the softmax
+    of the summed logits for ``logit_sum``."""
+    scores = combine_views(logits, mode)
+    return scores if mode == "softmax_mean" else torch.softmax(scores, dim=-1)
+
+
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, num_classes: int, k: int) -> float:
     """Plain (micro) Top-k accuracy in percent, via torchmetrics."""
     from torchmetrics.classification import MulticlassAccuracy

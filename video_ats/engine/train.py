@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -30,7 +31,7 @@ from ..checkpoint import read_checkpoint, save_state
 from ..errors import UserError, unwrap_worker_error
 from ..fileio import FolderLock, atomic_write_text, remove_stale_temp_files
 from . import distributed as D
-from .builders import build_model, check_writable_dir, model_data_settings, read_split
+from .builders import (build_model, cap_workers, check_writable_dir, model_data_settings, read_split)
 from .config import default_config, dump_config, parse_views, schema_keys
 
 logger = logging.getLogger("video_ats.engine")
@@ -95,7 +96,7 @@ def build_train_loader(cfg: Dict[str, Any], records, settings: Dict[str, Any], i
                         f"{gb} (batch_size {bs} x {world} ranks x {accum} accumulation); lower train.batch_size "
                         "or train.global_batch_size")
     sampler = EpochSampler(len(records), updates * accum * bs, info.rank, world, cfg["seed"])
-    nw = cfg["data"]["num_workers"]
+    nw = cap_workers(cfg["data"]["num_workers"])
     loader = DataLoader(ds, batch_size=bs, sampler=sampler, num_workers=nw, drop_last=True,
                         pin_memory=info.device.type == "cuda", persistent_workers=False,
                         generator=torch.Generator().manual_seed(cfg["seed"]))
@@ -254,6 +255,8 @@ def train(cfg: Dict[str, Any], info: Optional[D.DistInfo] = None) -> Dict[str, A
     out_dir = cfg["output_dir"]
     ckpt_dir = os.path.join(out_dir, "checkpoints")
     lock = None
+    created = info.is_main and not os.path.exists(out_dir)     # removed again if setup fails (nothing to keep)
+    finished = False
     if info.is_main:
         check_writable_dir(ckpt_dir, "output folder")
         lock = FolderLock(os.path.join(out_dir, LOCK_NAME), f"run folder {out_dir}").acquire()
@@ -264,7 +267,9 @@ def train(cfg: Dict[str, Any], info: Optional[D.DistInfo] = None) -> Dict[str, A
             for p in remove_stale_temp_files(ckpt_dir):
                 print(f"removed {p}, left by a run that was killed while writing it", file=sys.stderr, flush=True)
         D.barrier()
-        return _train(cfg, info)
+        result = _train(cfg, info)
+        finished = True
+        return result
     except UserError as exc:
         inner = unwrap_worker_error(exc)       # raised in a DataLoader worker: the same line as without
         if inner is not None:
@@ -278,6 +283,12 @@ def train(cfg: Dict[str, Any], info: Optional[D.DistInfo] = None) -> Dict[str, A
     finally:
         if lock is not None:
             lock.release()
+        if created and not finished and not _has_files(ckpt_dir):   # a setup error leaves no empty run folder
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _has_files(folder: str) -> bool:
+    return any(os.path.isfile(os.path.join(folder, f)) for f in (os.listdir(folder) if os.path.isdir(folder) else ()))
 
 
 def _train(cfg: Dict[str, Any], info: D.DistInfo) -> Dict[str, Any]:
@@ -301,9 +312,16 @@ def _train(cfg: Dict[str, Any], info: D.DistInfo) -> Dict[str, Any]:
     placeholders = class_names == [str(i) for i in range(len(class_names))]     # a list file without names
     if len(class_names) == cfg["model"]["num_classes"] and not (placeholders and getattr(model, "class_names", None)):
         model.class_names = list(class_names)          # saved with the checkpoints, shown by export-hf
+    n_cls = cfg["model"]["num_classes"]
+    if info.is_main and len(class_names) < n_cls:
+        print(f"warning: the training data has {len(class_names)} classes but model.num_classes is {n_cls}: "
+              f"the classifier gets {n_cls - len(class_names)} outputs no video trains; set "
+              f"model.num_classes={len(class_names)} unless this is intended", file=sys.stderr, flush=True)
     val_records = None
     if t["eval_every"] > 0 and cfg["data"]["val_annotations"]:
-        val_records, _ = read_split(cfg["data"]["val_annotations"], cfg, "validation")
+        # mapped onto the training classes by name: a split lacking a class keeps the numbering
+        val_records, _ = read_split(cfg["data"]["val_annotations"], cfg, "validation", class_names=class_names,
+                                    names_from=f"the training classes of {cfg['data']['train_annotations']}")
     loader, dataset, sampler, updates_per_epoch, accum = build_train_loader(cfg, records, settings, info)
     dataset.report_file = os.path.join(out_dir, BAD_VIDEOS_NAME)   # each bad video warned once per run
 
@@ -334,9 +352,6 @@ def _train(cfg: Dict[str, Any], info: D.DistInfo) -> Dict[str, Any]:
             seed_everything(cfg["seed"] + info.rank + 7919 * step)
         if step_in_epoch >= updates_per_epoch:
             epoch, step_in_epoch = epoch + 1, 0
-        if info.is_main:
-            logger.info("resuming from %s at epoch %d, step %d", last_path, epoch, step)
-            print(f"resuming from {last_path}: epoch {epoch + 1}/{t['epochs']}, step {step}", flush=True)
     if scheduler is not None:
         scheduler.step_update(num_updates=step)
 
@@ -357,6 +372,13 @@ def _train(cfg: Dict[str, Any], info: D.DistInfo) -> Dict[str, Any]:
     total_steps = updates_per_epoch * t["epochs"]
     if t["max_steps"] is not None:
         total_steps = min(total_steps, t["max_steps"])
+    if resume is not None and info.is_main:      # one line, on stdout only
+        if epoch >= t["epochs"] or step >= total_steps:
+            print(f"{last_path}: training already finished ({min(epoch, t['epochs'])}/{t['epochs']} epochs, "
+                  f"step {step}); nothing to do. Raise train.epochs (or train.max_steps) to continue, or use "
+                  "train.resume=false / another output_dir to start over", flush=True)
+        else:
+            print(f"resuming from {last_path}: epoch {epoch + 1}/{t['epochs']}, step {step}", flush=True)
     state = {"epoch": epoch, "step": step, "step_in_epoch": step_in_epoch, "rng": rng_state()}
     losses: List[float] = []
     val_results = None
@@ -497,5 +519,5 @@ def _validate(cfg, model, records, settings, info):
     return evaluate(model, records, settings, views=parse_views(cfg["train"]["eval_views"]),
                     combine=cfg["test"]["combine"], clip_position=cfg["test"]["clip_position"],
                     batch_videos=cfg["test"]["batch_size"], num_classes=cfg["model"]["num_classes"],
-                    device=info.device, num_workers=cfg["data"]["num_workers"], amp=cfg["train"]["amp"],
+                    device=info.device, num_workers=cap_workers(cfg["data"]["num_workers"]), amp=cfg["train"]["amp"],
                     dist_info=info)

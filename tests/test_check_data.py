@@ -1,0 +1,78 @@
+"""`video-ats check-data`: counts of present / missing / undecodable / too-short videos, summaries, per-class
+counts, report files and a cleaned annotation list in the input's own format."""
+import json
+import os
+import shutil
+
+from video_ats.cli import main
+from video_ats.data import read_annotations
+
+
+def _dataset_with_problems(engine_data, tmp_path):
+    """A copy of the val CSV + one corrupt video + one missing video; and a 'path label' list likewise."""
+    root = tmp_path / "root"
+    shutil.copytree(engine_data["root"], root)
+    lines = open(engine_data["val_csv"]).read().splitlines()
+    first = lines[1].split(",")
+    label = first[0]
+    corrupt = root / "val" / "corrupt1_000000_000001.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    lines += [f"{label},corrupt1,0,1,val", f"{label},missing1,0,1,val"]
+    csv_path = tmp_path / "val_plus.csv"
+    csv_path.write_text("\n".join(lines) + "\n")
+    lst = open(engine_data["val_list"]).read().splitlines()
+    lst += [f"{os.path.relpath(corrupt, root)} 0", "val/nowhere.mp4 1"]
+    list_path = tmp_path / "val_plus.txt"
+    list_path.write_text("# a comment line\n" + "\n".join(lst) + "\n")
+    return root, csv_path, list_path, label
+
+
+def test_check_data_csv_report_and_cleaned_list(engine_data, tmp_path, capsys):
+    root, csv_path, _, label = _dataset_with_problems(engine_data, tmp_path)
+    out = tmp_path / "chk"
+    assert main(["check-data", "--annotations", str(csv_path), "--data-root", str(root), "--output", str(out),
+                 "--workers", "2", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    r = json.loads((out / "report.json").read_text())
+    assert r["num_annotated"] == 10 and r["num_present"] == 9 and r["num_missing"] == 1
+    assert r["num_undecodable"] == 1 and r["num_ok"] == 8 and r["num_kept"] == 8
+    # engine_data videos are 1 s; the default clip (8 x 32 at 30 fps) needs 8.5 s: all too short, still usable
+    assert r["num_too_short"] == 8 and r["clip"]["seconds"] > 8
+    assert r["fps"]["min"] == r["fps"]["max"] == 16
+    assert r["resolution_most_common"] == [["48x32", 8]] and r["duration_s"]["median"] == 1.0
+    assert r["per_class"][label] == {"annotated": 4, "ok": 2, "missing": 1, "undecodable": 1, "too_short": 2}
+    assert sorted(p["status"] for p in r["problems"]) == ["missing", "undecodable"]
+    assert all("Errno" not in (p["error"] or "") for p in r["problems"])
+    assert "missing" in text and "undecodable" in text and "per class" in text
+    assert (out / "report.txt").read_text().startswith(str(csv_path))
+    # the cleaned list: same format (header and rows as in the input), only the usable videos
+    clean = out / "val_plus.clean.csv"
+    assert clean.read_text().splitlines()[0] == open(csv_path).read().splitlines()[0]
+    recs, names = read_annotations(str(clean), data_root=str(root))
+    assert len(recs) == 8 and not any("corrupt1" in r.path or "missing1" in r.path for r in recs)
+    assert len(names) == 4
+    # a clip short enough for the videos: nothing is too short; --drop-short with the default clip drops all
+    cfg = tmp_path / "short.yaml"
+    cfg.write_text("model: {name: timesformer, kwargs: {num_frames: 4, sampling_rate: 2}}\n")
+    assert main(["check-data", "--annotations", str(csv_path), "--data-root", str(root), "--output", str(out),
+                 "--config", str(cfg), "--no-progress", "--decode"]) == 0
+    r = json.loads((out / "report.json").read_text())
+    assert r["num_too_short"] == 0 and r["mode"] == "full decode" and r["clip"]["frames_at_target_fps"] == 8
+    assert main(["check-data", "--annotations", str(csv_path), "--data-root", str(root), "--output", str(out),
+                 "--drop-short", "--no-progress"]) == 1          # nothing usable left -> exit 1
+    assert json.loads((out / "report.json").read_text())["num_kept"] == 0
+
+
+def test_check_data_list_format_and_errors(engine_data, tmp_path, capsys):
+    root, _, list_path, _ = _dataset_with_problems(engine_data, tmp_path)
+    out = tmp_path / "chk"
+    assert main(["check-data", "--annotations", str(list_path), "--data-root", str(root), "--output", str(out),
+                 "--no-progress"]) == 0
+    r = json.loads((out / "report.json").read_text())
+    assert (r["num_annotated"], r["num_missing"], r["num_undecodable"], r["num_ok"]) == (10, 1, 1, 8)
+    clean = (out / "val_plus.clean.txt").read_text().splitlines()
+    assert len(clean) == 8 and clean == open(engine_data["val_list"]).read().splitlines()
+    capsys.readouterr()
+    assert main(["check-data", "--annotations", str(tmp_path / "nope.csv"), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "Traceback" not in err
