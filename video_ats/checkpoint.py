@@ -161,17 +161,13 @@ def load_checkpoint(model: nn.Module, checkpoint: Union[str, os.PathLike, dict],
         raise UserError(f"checkpoint does not match {type(model).__name__}: {len(missing)} missing keys "
                         f"{_few(missing)}, {len(unexpected)} unexpected keys {_few(unexpected)}; "
                         "is it for another architecture?")
-<<<<<<< HEAD
-    model.load_state_dict(state, strict=False)
-    if (not drop_head and isinstance(names, (list, tuple)) and len(names) == getattr(model, "num_classes", -1)
-            and len(names) > 0):
-        model.class_names = [str(n) for n in names]
-=======
     try:
         model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
         raise UserError(f"checkpoint does not fit {type(model).__name__}: {_one_line(exc)}") from None
->>>>>>> reliability
+    if (not drop_head and isinstance(names, (list, tuple)) and len(names) == getattr(model, "num_classes", -1)
+            and len(names) > 0):
+        model.class_names = [str(n) for n in names]
     return {"notes": notes, "missing": missing, "unexpected": unexpected}
 
 

@@ -22,14 +22,12 @@ a stage (and everything after it) whose inputs changed.
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
-import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch

@@ -58,7 +58,10 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..data import synthetic as syn
 
-<<<<<<< HEAD
+    import os
+
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserError(f"--out {args.out} exists and is not a folder; give a folder (created if needed)")
     params = dict(scene="shapes", classes=syn.DEFAULT_CLASSES, videos_per_class=syn.DEFAULT_VIDEOS_PER_CLASS,
                   size=syn.DEFAULT_SIZE, seconds=syn.DEFAULT_SECONDS, fps=syn.DEFAULT_FPS,
                   val_fraction=syn.DEFAULT_VAL_FRACTION, test_fraction=0.0, object_scale=(0.10, 0.14),
@@ -73,15 +76,6 @@ def run(args) -> int:
     params.update({k: v for k, v in given.items() if v is not None})
     if params["seconds"] <= 0:
         raise UserError(f"--seconds must be > 0, got {params['seconds']}")
-=======
-    import os
-
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UserError(f"--out {args.out} exists and is not a folder; give a folder (created if needed)")
-    size = parse_size(args.size)
-    if args.seconds <= 0:
-        raise UserError(f"--seconds must be > 0, got {args.seconds}")
->>>>>>> reliability
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     if args.gop is not None and args.gop < 1:
