@@ -154,7 +154,6 @@ def test_help_config_into_a_closed_pipe_is_quiet():
 
 
 def test_small_helpers(monkeypatch, tmp_path):
-    from video_ats.commands.quickstart import _secs, _training_seconds
     from video_ats.data import DecodeError, decode_frames
     from video_ats.engine import builders
     from video_ats.numfmt import round_floats
@@ -168,8 +167,4 @@ def test_small_helpers(monkeypatch, tmp_path):
     with pytest.raises(DecodeError) as exc:
         decode_frames(str(bad), [0])
     assert "Errno" not in str(exc.value) and "invalid data" in str(exc.value)
-    # quickstart rerun: a run that trained nothing reports the time the first run recorded
-    (tmp_path / "quickstart.json").write_text(json.dumps({"train_seconds": {"dense": 121.4, "ats": 16.2}}))
-    assert _training_seconds(str(tmp_path), "dense", 1.0, trained=False) == 121.4
-    assert _training_seconds(str(tmp_path), "ats", 20.0, trained=True) == 20.0
-    assert _training_seconds(str(tmp_path / "none"), "ats", 1.0, trained=False) is None and "earlier" in _secs(None)
+    # (a quickstart rerun reporting the first run's training times: tests/test_quickstart.py)

@@ -270,9 +270,17 @@ def test_fine_tune_from_folder_then_export(ref, engine_data, engine_ov, tmp_path
     assert [hf.config.id2label[i] for i in range(4)] == names
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["video_ats"]["sampling_rate"] == 2
 
-    # `video-ats test --checkpoint FOLDER`: the recipe's model gets the folder's weights and class names
+    # `video-ats test --checkpoint FOLDER`: the recipe's model gets the folder's weights and class names,
+    # and the test labels are mapped onto those names
     test_ov = engine_ov(engine_data, tmp_path / "eval", **{"model.kwargs": KWARGS[:-1] + ", sampling_rate: 2}",
-                                                          "model.num_classes": 5, "test.views": "1x1"})
+                                                          "test.views": "1x1"})
     out = tmp_path / "eval" / "results.json"
-    assert main(["test", "--checkpoint", str(root / "st"), "--output", str(out), *test_ov]) == 0
-    assert json.loads(out.read_text())["class_names"] == NAMES
+    assert main(["test", "--checkpoint", str(tmp_path / "hf"), "--output", str(out), *test_ov]) == 0
+    assert json.loads(out.read_text())["class_names"] == names
+    # a folder whose classes are not this data's is one clear line, not a silently renumbered evaluation
+    capsys.readouterr()
+    wrong = engine_ov(engine_data, tmp_path / "eval2", **{"model.kwargs": KWARGS[:-1] + ", sampling_rate: 2}",
+                                                         "model.num_classes": 5, "test.views": "1x1"})
+    assert main(["test", "--checkpoint", str(root / "st"), "--output", str(tmp_path / "eval2" / "r.json"), *wrong]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown class" in err[0], err

@@ -3,11 +3,13 @@ result or lost work (issue 12). Fuzzing of config values and checkpoint bytes (h
 locks and resume fingerprints, a full / read-only disk mid-run (tmpfs, when running as root), stale
 temp files, DataLoader worker errors, unchecked values, early output checks; ``-m slow``: a kill -9 loop
 for train and test."""
+import errno
 import importlib
 import json
 import logging
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -377,11 +379,15 @@ def test_test_with_a_disk_that_fills_or_turns_read_only_mid_run(engine_data, eng
 
     def break_before_second(self, records):
         calls["n"] += 1
-        if calls["n"] == 2:
+        # full: the second write (the first batch is kept); read-only: the rerun's first write (how many
+        # batches the full disk still took depends on tmpfs's page slack, so the rerun may have only one left)
+        if calls["n"] == (2 if mode["how"] == "full" else 1):
             if mode["how"] == "full":
                 _fill(small_fs)
-            else:
-                subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+            elif subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], capture_output=True).returncode:
+                # the kernel refuses while the run holds files open for writing (busy): raise what a write
+                # into a folder turned read-only raises
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(small_fs / "results.json.partial"))
         return real(self, records)
 
     monkeypatch.setattr(E.PredictionStore, "write", break_before_second)
@@ -394,10 +400,13 @@ def test_test_with_a_disk_that_fills_or_turns_read_only_mid_run(engine_data, eng
     assert len(partial) >= 1 + 2                    # header + at least the first batch's 2 videos, all whole
     assert all(json.loads(ln) for ln in partial)     # (a page of the file may still have had room)
     os.remove(small_fs / "filler")
+    # start the read-only case afresh: the full-disk run may already have streamed every batch (failing only
+    # when merging them), and a rerun that resumes would then write nothing before the folder turns read-only
+    shutil.rmtree(small_fs / "results.json.partial", ignore_errors=True)
     calls["n"] = 0
     mode["how"] = "ro"
     line = _one_line_error(capsys, argv, "read-only file system")
-    subprocess.run(["mount", "-o", "remount,rw", str(small_fs)], check=True)
+    subprocess.run(["mount", "-o", "remount,rw", str(small_fs)], capture_output=True)
     monkeypatch.setattr(E.PredictionStore, "write", real)
     assert main(argv) == 0
     assert json.load(open(out))["num_videos"] + json.load(open(out))["num_failed"] == 8

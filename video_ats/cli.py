@@ -74,6 +74,15 @@ def main(argv=None) -> int:
             raise
         print(f"video-ats {args.command}: error: {inner}", file=sys.stderr)
         return 2
+    except BrokenPipeError:    # before OSError, of which it is a subclass
+        # the reader went away (`video-ats train --help-config | head`): stop quietly. stdout is pointed at
+        # devnull so the interpreter's final flush does not raise again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 0
     except OSError as exc:      # a full disk / read-only folder outside the places that say so themselves
         if exc.errno not in DISK_ERRNOS:
             raise
@@ -83,15 +92,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"video-ats {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # the reader went away (`video-ats train --help-config | head`): stop quietly. stdout is pointed at
-        # devnull so the interpreter's final flush does not raise again.
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError, AttributeError):
-            pass
-        return 0
 
 
 if __name__ == "__main__":

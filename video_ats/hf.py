@@ -128,8 +128,8 @@ def resolve_hf(path: Union[str, os.PathLike]) -> Optional[HFSource]:
     if os.path.isdir(path):
         folder = _snapshot(path)
         if not os.path.isfile(os.path.join(folder, CONFIG)):
-            raise UserError(f"{path} is a folder without {CONFIG}: not a Hugging Face model folder (pass a "
-                            "checkpoint file, or the folder save_pretrained wrote)")
+            raise UserError(f"{path} is a folder without {CONFIG}, so not a Hugging Face model folder; pass the folder "
+                            "that save_pretrained wrote, or a checkpoint file")
         return HFSource(path, folder, _read_json(os.path.join(folder, CONFIG)), _weights_in(folder))
     if not os.path.isfile(path):
         return None

@@ -422,13 +422,11 @@ class Bench:
         return files
 
     def summarize(self, main, seed_runs, base, paths) -> Dict[str, Any]:
-        import torch as _t
-
         dense_cfg, dense_ckpt, finetuned, results = main
         curves: Dict[str, List[dict]] = {m: [] for m in METHODS}
-        correct: Dict[str, _t.Tensor] = {}
+        correct: Dict[str, torch.Tensor] = {}
         for pid, r in results.items():
-            correct[pid] = _t.tensor(r["correct"], dtype=_t.float64)
+            correct[pid] = torch.tensor(r["correct"], dtype=torch.float64)
             if pid == "dense":
                 continue
             method = "ats_finetuned" if pid.startswith("ats_finetuned") else r["method"]
@@ -466,8 +464,8 @@ class Bench:
             "ats_blocks": list(base["blocks"]), "ats_base_num_tokens": list(base["num_tokens"]),
             "tome_blocks": list(self.spec.tome_blocks),
             "views": f"{self.spec.views[0]}x{self.spec.views[1]}", "combine": "softmax_mean",
-            "num_val_videos": len(self._views.paths) if self._views else dense.get("num_videos", len(dense["correct"])),
-            "num_failed_videos": len(self._views.failures) if self._views else 0,
+            "num_val_videos": len(dense["correct"]),      # the evaluated *test* videos (the field name)
+            "num_failed_videos": len(self._views.failures) if self._views else None,   # None: all evaluations cached
             "dense": {"top1": dense["top1"], "top5": dense["top5"], "gflops_per_view": dense["gflops_per_view"]},
             "curves": {m: [{k: v for k, v in p.items() if k != "id"} for p in pts] for m, pts in curves.items()},
             "matched": matched,

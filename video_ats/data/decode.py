@@ -129,7 +129,8 @@ def sample_clip_indices(
         else:
             raise ValueError(f"clip_position must be 'start' or 'center', got {clip_position!r}")
     if spacing == "pyslowfast":
-        idx = np.linspace(start, start + span - 1, num_frames).astype(np.int64) + first
+        # a clip shorter than one frame (span < 1: a low-fps video at a small rate) must not run backwards
+        idx = np.linspace(start, start + max(span - 1, 0.0), num_frames).astype(np.int64) + first
     else:
         idx = np.floor(start + step * np.arange(num_frames) + 1e-6).astype(np.int64) + first
     return np.clip(idx, first, end - 1)
