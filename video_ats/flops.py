@@ -1,13 +1,15 @@
 """GFLOPs per clip, in the convention of this literature (fvcore: one multiply-add = one FLOP).
 
-Models count their own work while they run: every block adds, per clip, the multiply-adds of the
-layers it executes on that clip's tokens (linear layers, the attention matmuls QKᵀ and AV on each
-group's real length, layer norms as fvcore does), so an ATS model is charged for the tokens each clip
-actually kept — never for the padding of a batch. Softmax, GELU and additions are not counted (fvcore
-does not count them either).
+Models report their own work while they run: after its math, every block records, per clip, the rows
+that went through each of its layers (``FlopMeter.rows``) and the (query, key) pairs of its attention
+(``FlopMeter.attention``, on each group's real length); the meter turns them into multiply-adds from
+the layer shapes (linear layers, attention matmuls QKᵀ and AV, layer norms as fvcore does). So an ATS
+model is charged for the tokens each clip actually kept — never for the padding of a batch. Softmax,
+GELU and additions are not counted (fvcore does not count them either).
 """
 from __future__ import annotations
 
+import math
 from typing import Union
 
 import torch
@@ -23,7 +25,21 @@ class FlopMeter:
         self.total = torch.zeros(batch_size, dtype=torch.float64, device=device)
 
     def add(self, per_clip: Count) -> None:
+        """Multiply-adds per clip that are not rows through a layer (e.g. ATS's CLS-row logits)."""
         self.total += per_clip.double() if isinstance(per_clip, torch.Tensor) else float(per_clip)
+
+    def rows(self, rows: Count, *layers: nn.Module) -> None:
+        """``rows`` per clip through each of ``layers``, charged from the layer's shape: a Linear
+        in·out per row (bias not counted), a LayerNorm 5 per element, a patch Conv2d its kernel."""
+        for layer in layers:
+            if isinstance(layer, nn.Linear):
+                self.linear(rows, layer)
+            elif isinstance(layer, nn.LayerNorm):
+                self.layer_norm(rows, math.prod(layer.normalized_shape))
+            elif isinstance(layer, nn.Conv2d):
+                self.conv_patches(rows, layer)
+            else:
+                raise TypeError(f"no FLOP rule for {type(layer).__name__}")
 
     def linear(self, tokens: Count, layer: nn.Linear) -> None:
         """``tokens`` rows through a Linear (bias not counted, as in fvcore)."""

@@ -1,5 +1,5 @@
 """Shared helpers of the analysis commands: inputs -> records, decoded test views, batched forwards
-with the FLOP meter, kept-token positions (read through forward hooks, no model change), K scaling."""
+with the FLOP meter, kept-token positions (as the models record them), K scaling."""
 from __future__ import annotations
 
 import logging
@@ -13,12 +13,10 @@ from torch import nn
 
 from ..errors import UserError
 from ..flops import FlopMeter
-from ..tokens import TokenSet
 
 logger = logging.getLogger("video_ats.analysis")
 
 FRACTION_EPS = 1e-6
-WRAPPED_METHODS = ("forward_dense_ats", "forward_packed")      # X-ViT's block entry points
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,60 +147,24 @@ def decode_views(records, settings: Dict[str, Any], views: Tuple[int, int], clip
 # forwards
 # ---------------------------------------------------------------------------------------------
 class KeptPositions:
-    """Forward hooks on the ATS (or ToMe) blocks that record the (t, p) positions each clip kept.
-
-    Non-invasive: works with any backbone whose ATS blocks return a :class:`~video_ats.tokens.TokenSet`
-    (or a tuple holding one), called as modules (TimeSformer) or through ``forward_dense_ats`` /
-    ``forward_packed`` (X-ViT, wrapped on the instance for the duration of the ``with`` block). ``positions``
-    maps block -> list (one per clip of the last forward) of (n, 2) long tensors [t, p].
-    """
+    """The (t, p) positions each clip kept at every ATS (or ToMe) block, in the forward run inside the
+    ``with`` block: ``positions`` maps block -> list (one per clip of the last such forward) of (n, 2)
+    long tensors [t, p]. It reads what the model records itself (``last_kept_positions``); nothing is
+    patched or hooked."""
 
     def __init__(self, model: nn.Module):
         self.model = model
         self.positions: Dict[int, List[torch.Tensor]] = {}
-        self._handles = []
-        self._wrapped = []
+        self._before = None
 
     def __enter__(self):
-        reduction = getattr(self.model, "ats", None) or getattr(self.model, "tome", None)   # ATS or ToMe
-        blocks = getattr(self.model, "blocks", None)
-        if reduction is not None and blocks is not None:
-            for i in reduction.blocks:
-                blk = blocks[i]
-                self._handles.append(blk.register_forward_hook(self._hook(i)))
-                # X-ViT calls its ATS blocks through these methods, not as modules: wrap them on the
-                # instance (the class is untouched; __exit__ removes the wrappers).
-                for name in WRAPPED_METHODS:
-                    if hasattr(type(blk), name) and name not in vars(blk):
-                        setattr(blk, name, self._wrap(getattr(blk, name), self._hook(i), blk))
-                        self._wrapped.append((blk, name))
+        self._before = getattr(self.model, "_kept_index", None)
         return self
 
-    @staticmethod
-    def _wrap(method, hook, module):
-        def wrapper(*args, **kwargs):
-            out = method(*args, **kwargs)
-            hook(module, args, out)
-            return out
-        return wrapper
-
-    def _hook(self, index: int):
-        def fn(module, inputs, output):
-            ts = output if isinstance(output, TokenSet) else next(
-                (o for o in (output if isinstance(output, tuple) else ()) if isinstance(o, TokenSet)), None)
-            if ts is None:
-                return
-            pos = torch.stack([ts.t, ts.p], dim=1).cpu()
-            clip = ts.clip.cpu()
-            self.positions[index] = [pos[clip == b] for b in range(ts.batch_size)]
-        return fn
-
     def __exit__(self, *exc):
-        for h in self._handles:
-            h.remove()
-        for blk, name in self._wrapped:
-            delattr(blk, name)
-        self._handles, self._wrapped = [], []
+        record = getattr(self.model, "_kept_index", None)
+        if record is not None and record is not self._before:      # a forward ran inside the block
+            self.positions = self.model.last_kept_positions
 
 
 @torch.no_grad()
@@ -211,21 +173,18 @@ def measure(model: nn.Module, clips: torch.Tensor, batch_size: int = 8, device=N
     """Logits (V, classes), GFLOPs (V,) and kept tokens {block: (V,)} of ``model`` on ``clips``, in
     batches of views.
 
-    With ``with_positions`` also ``positions`` {block: [ (n, 2) per view ]} (see :class:`KeptPositions`).
+    With ``with_positions`` also ``positions`` {block: [ (n, 2) per view ]} (the model's
+    ``last_kept_positions`` of every batch).
     """
     device = device or next(model.parameters()).device
     logits, gflops, kept, positions = [], [], {}, {}
     for start in range(0, clips.shape[0], batch_size):
         x = clips[start:start + batch_size].to(device)
         meter = FlopMeter(x.shape[0], device=device)
-        hooks = KeptPositions(model) if with_positions else None
-        if hooks is not None:
-            with hooks:
-                out = model(x, flop_meter=meter)
-            for b, lst in hooks.positions.items():
+        out = model(x, flop_meter=meter)
+        if with_positions:
+            for b, lst in (getattr(model, "last_kept_positions", None) or {}).items():
                 positions.setdefault(b, []).extend(lst)
-        else:
-            out = model(x, flop_meter=meter)
         logits.append(out.float().cpu())
         gflops.append(meter.gflops.cpu())
         for b, t in (getattr(model, "last_kept_tokens", None) or {}).items():

@@ -86,7 +86,7 @@ def write_profile_plots(plots_dir: str, model, settings, clips, meta, res, repor
             if len(seen) >= 16:
                 break
     else:
-        report["plots_note"] = "no kept positions were captured (the backbone's ATS blocks return no TokenSet): no token overlays"
+        report["plots_note"] = "no kept positions were recorded (the model has no ATS or ToMe block): no token overlays"
     return out
 
 

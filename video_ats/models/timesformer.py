@@ -27,16 +27,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.profiler import record_function
 
-from ..ats import ATSConfig
 from ..checkpoint import resize_grid_embedding, resize_time_embedding, strip_prefix
 from ..errors import UserError
 from ..flops import FlopMeter
 from ..tokens import TokenSet
 from ..tome import MergeCount, resolve_r
-from .layers import init_vit_weights, Attention, Mlp, attention_row, drop_path_packed, merge_heads, split_heads
+from .layers import init_vit_weights, Attention, Mlp, drop_path_packed, merge_heads, split_heads
 from .merging import TOME_PROFILE_LABEL, TokenMerging, key_mask, merge_within_frames
 from .registry import preset
-from .sampling import ATS_PROFILE_LABEL, TokenSampling, select_tokens
+from .sampling import TokenSampler, TokenSampling, sample_attention
 
 KINETICS_MEAN = (0.45, 0.45, 0.45)
 KINETICS_STD = (0.225, 0.225, 0.225)
@@ -106,78 +105,80 @@ class DividedSpaceTimeBlock(nn.Module):
         clip = torch.arange(ts.batch_size, device=x.device) if per_clip else ts.clip
         return drop_path_packed(x, clip, ts.batch_size, self.drop_path, self.training)
 
-    def forward(self, ts: TokenSet, ats: Optional[ATSConfig] = None, index: int = -1,
-                meter: Optional[FlopMeter] = None, tome_r: Optional[MergeCount] = None) -> TokenSet:
-        """One block on ``ts``; ``ats`` samples tokens in the spatial attention, ``tome_r`` (exclusive
-        with it) merges that many tokens inside every frame after the spatial attention."""
-        b, (t, _, _) = ts.batch_size, ts.grid
-        d = ts.x.shape[-1]
-        heads = self.attn.num_heads
-        n = ts.num_tokens if meter is not None else None
-
-        # Temporal attention: the kept tokens of each spatial position attend to each other (no CLS).
-        positions = ts.groups("position")
-        q, k, v = split_heads(positions.pad(self.temporal_attn.qkv(self.temporal_norm1(ts.x))), heads)
-        o = positions.unpad(merge_heads(self.temporal_attn.attend(q, k, v, key_mask(positions, ts))))
-        xt = ts.x + self._drop(self.temporal_fc(self.temporal_attn.project(o)), ts)
+    def forward(self, ts: TokenSet, sampler: Optional[TokenSampler] = None, tome_r: Optional[MergeCount] = None,
+                meter: Optional[FlopMeter] = None) -> TokenSet:
+        """One block on ``ts``; ``sampler`` samples tokens in the spatial attention (ATS), ``tome_r``
+        (exclusive with it) merges that many tokens inside every frame after the spatial attention."""
+        xt = self.temporal(ts)                                  # temporal attention → temporal_fc → residual
+        attended, cls, keys = self.spatial(ts, xt, sampler)     # spatial attention per frame (ATS) → residual
+        merged = self.merge(attended, keys, tome_r)             # ToMe
+        out = self.mlp_residual(merged, cls)                    # MLP
         if meter is not None:
-            meter.layer_norm(n, d)
-            meter.linear(n, self.temporal_attn.qkv)
-            meter.attention(positions.pairs_per_clip(b), d)
-            meter.linear(n, self.temporal_attn.proj)
-            meter.linear(n, self.temporal_fc)
+            self.count_flops(meter, ts, attended, merged, sampler is not None)
+        return out
 
-        # Spatial attention per frame; each frame gets a copy of the clip's CLS as its first query.
+    def temporal(self, ts: TokenSet) -> torch.Tensor:
+        """The kept tokens of each spatial position attend to each other (no CLS); returns x + residual."""
+        positions = ts.groups("position")
+        q, k, v = split_heads(positions.pad(self.temporal_attn.qkv(self.temporal_norm1(ts.x))),
+                              self.temporal_attn.num_heads)
+        o = positions.unpad(merge_heads(self.temporal_attn.attend(q, k, v, key_mask(positions, ts))))
+        return ts.x + self._drop(self.temporal_fc(self.temporal_attn.project(o)), ts)
+
+    def spatial(self, ts: TokenSet, xt: torch.Tensor, sampler: Optional[TokenSampler]):
+        """Attention per frame; each frame gets a copy of the clip's CLS as its first query, and the T
+        CLS outputs are averaged back. With a sampler only the CLS + kept queries get outputs.
+        Returns the tokens after the residual, the new CLS (B, 1, D) and the keys (B·T, H, L, d)."""
+        b, t, d = ts.batch_size, ts.grid[0], xt.shape[-1]
         frames = ts.groups("frame", lead=1)
         qkv_tok = self.attn.qkv(self.norm1(xt))
         qkv_cls = self.attn.qkv(self.norm1(ts.cls)).repeat_interleave(t, dim=0)      # (B·T, 1, 3D)
-        q, k, v = split_heads(frames.pad(qkv_tok, qkv_cls), heads)
-        keys_frame = key_mask(frames, ts)
-        if meter is not None:
-            meter.layer_norm(n + 1, d)
-            meter.linear(n + 1, self.attn.qkv)
-        out_ts, out_frames = ts.replace(xt), frames
-        if ats is not None:
-            # ATS: score every token from its frame's CLS row, keep a subset per clip, and compute the
-            # attention output only for CLS + kept queries (rows of the same attention matrix).
-            with record_function(ATS_PROFILE_LABEL):
-                cls_attn = attention_row(q[:, :, 0], k, keys_frame)
-                kept = select_tokens(ts, frames, cls_attn, v, ats, index).nonzero().squeeze(1)
-                out_ts = ts.keep(kept, x=xt)
-                out_frames = out_ts.groups("frame", lead=1)
-                q_tok = qkv_tok.index_select(0, kept)[:, :d]
-                q = out_frames.pad(q_tok, qkv_cls[..., :d]).view(b * t, -1, heads, d // heads).transpose(1, 2)
-                out_ts.groups("position")     # the next block's temporal groups: ATS bookkeeping too
-            if meter is not None:
-                meter.add(frames.slots_per_clip(b) * d)          # the extra CLS-row logits
-        o = merge_heads(self.attn.attend(q, k, v, keys_frame))                          # (B·T, Lq, D)
-        res_tok = self.attn.project(out_frames.unpad(o))
+        q, k, v = split_heads(frames.pad(qkv_tok, qkv_cls), self.attn.num_heads)
+        mask = key_mask(frames, ts)
+        if sampler is None:
+            out, o = ts.replace(xt), merge_heads(self.attn.attend(q, k, v, mask))    # (B·T, L, D)
+        else:                             # the next block's temporal groups are ATS bookkeeping too
+            out, o, _ = sample_attention(sampler, self.attn, ts, frames, q, k, v, mask, xt, qkv_tok[:, :d],
+                                         qkv_cls[..., :d], after=lambda kept: kept.groups("position"))
+        res_tok = self.attn.project(out.groups("frame", lead=1).unpad(o))
         res_cls = self.attn.project(o[:, :1]).view(b, t, d).mean(dim=1, keepdim=True)  # average over frames
-        out_ts = out_ts.replace(out_ts.x + self._drop(res_tok, out_ts))
-        cls = ts.cls + self._drop(res_cls, out_ts, per_clip=True)
-        if meter is not None:
-            n_query = out_ts.num_tokens if ats is not None else n
-            meter.attention(out_frames.pairs_per_clip(b, keys=frames), d)
-            meter.linear(n_query + t, self.attn.proj)
+        out = out.replace(out.x + self._drop(res_tok, out))
+        return out, ts.cls + self._drop(res_cls, out, per_clip=True), k
 
-        # ToMe: merge r tokens inside every frame, matched on this spatial attention's keys.
-        r = resolve_r(tome_r, frames.length - 1) if tome_r is not None else 0
-        if r:
-            with record_function(TOME_PROFILE_LABEL):
-                out_ts = merge_within_frames(out_ts, k[:, :, 1:].mean(dim=1), r)
-            if meter is not None:
-                n_frame = frames.length - 1          # A: the even tokens of a frame, B: the odd ones
-                meter.add(t * ((n_frame + 1) // 2) * (n_frame // 2) * (d // heads))   # similarity A·Bᵀ
+    def merge(self, ts: TokenSet, keys: torch.Tensor, tome_r: Optional[MergeCount]) -> TokenSet:
+        """ToMe: r tokens inside every frame merge, matched on the spatial attention's keys."""
+        r = resolve_r(tome_r, ts.groups("frame", lead=1).length - 1) if tome_r is not None else 0
+        if not r:
+            return ts
+        with record_function(TOME_PROFILE_LABEL):
+            return merge_within_frames(ts, keys[:, :, 1:].mean(dim=1), r)
 
-        # MLP on the kept (or merged) tokens and the CLS, as one packed matrix.
-        if meter is not None:
-            n_out = out_ts.num_tokens if ats is not None or r else n
-            meter.layer_norm(n_out + 1, d)
-            meter.linear(n_out + 1, self.mlp.fc1)
-            meter.linear(n_out + 1, self.mlp.fc2)
-        y = torch.cat([out_ts.x, cls.view(b, d)], dim=0)
-        y = y + self._drop_mlp(self.mlp(self.norm2(y)), out_ts)
-        return out_ts.replace(y[:-b], cls=y[-b:].view(b, 1, d))
+    def mlp_residual(self, ts: TokenSet, cls: torch.Tensor) -> TokenSet:
+        """MLP on the tokens and the CLS, as one packed matrix."""
+        b, d = ts.batch_size, ts.x.shape[-1]
+        y = torch.cat([ts.x, cls.view(b, d)], dim=0)
+        y = y + self._drop_mlp(self.mlp(self.norm2(y)), ts)
+        return ts.replace(y[:-b], cls=y[-b:].view(b, 1, d))
+
+    def count_flops(self, meter: FlopMeter, ts: TokenSet, attended: TokenSet, merged: TokenSet,
+                    sampled: bool) -> None:
+        """Per clip: the tokens entering the block (``ts``), those with spatial-attention outputs
+        (``attended``: ATS's kept ones) and those leaving it (``merged``), through each layer; the
+        attention pairs of every group; ATS's extra CLS-row logits and ToMe's similarity matmul."""
+        b, t, d = ts.batch_size, ts.grid[0], ts.x.shape[-1]
+        n, n_attended, n_out = ts.num_tokens, attended.num_tokens, merged.num_tokens
+        frames, attended_frames = ts.groups("frame", lead=1), attended.groups("frame", lead=1)
+        meter.rows(n, self.temporal_norm1, self.temporal_attn.qkv, self.temporal_attn.proj, self.temporal_fc)
+        meter.attention(ts.groups("position").pairs_per_clip(b), d)
+        meter.rows(n + 1, self.norm1, self.attn.qkv)                        # tokens + the clip's CLS
+        meter.attention(attended_frames.pairs_per_clip(b, keys=frames), d)
+        meter.rows(n_attended + t, self.attn.proj)                         # + one CLS output per frame
+        meter.rows(n_out + 1, self.norm2, self.mlp.fc1, self.mlp.fc2)
+        if sampled:
+            meter.add(frames.slots_per_clip(b) * d)                         # the CLS row scored by ATS
+        if merged is not attended:
+            n_frame = frames.length - 1              # A: the even tokens of a frame, B: the odd ones
+            meter.add(t * ((n_frame + 1) // 2) * (n_frame // 2) * (d // self.attn.num_heads))  # A·Bᵀ
 
     def _drop_mlp(self, y: torch.Tensor, ts: TokenSet) -> torch.Tensor:
         clip = torch.cat([ts.clip, torch.arange(ts.batch_size, device=y.device)])
@@ -267,7 +268,7 @@ class TimeSformer(TokenSampling, TokenMerging, nn.Module):
         tokens = self.time_drop(tokens)
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(b, 1, -1)   # the CLS gets no time embedding
         if meter is not None:
-            meter.conv_patches(t * hp * wp, self.patch_embed.proj)
+            meter.rows(t * hp * wp, self.patch_embed.proj)
         return TokenSet.from_grid(tokens, cls, (t, hp, wp))
 
     def _pos_embed(self, hp: int, wp: int) -> torch.Tensor:
@@ -287,21 +288,20 @@ class TimeSformer(TokenSampling, TokenMerging, nn.Module):
     # -- forward -------------------------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor, flop_meter: Optional[FlopMeter] = None) -> torch.Tensor:
         ts = self._embed(x, flop_meter)
-        kept: Dict[int, torch.Tensor] = {}
+        self._start_record()
         for i, blk in enumerate(self.blocks):
-            ats, tome_r = self.ats_at(i), self.tome_at(i)
-            ts = blk(ts, ats, i, flop_meter, tome_r)
-            if ats is not None or tome_r is not None:
-                kept[i] = ts.num_tokens.detach()
-        self.last_kept_tokens = kept
+            sampler, tome_r = self.sampler_at(i), self.tome_at(i)
+            ts = blk(ts, sampler, tome_r, flop_meter)
+            if sampler is not None or tome_r is not None:
+                self._record_kept(i, ts)
         if flop_meter is not None:
-            flop_meter.layer_norm(1, self.embed_dim)
+            flop_meter.rows(1, self.norm)
         return self.norm(ts.cls[:, 0])
 
     def forward(self, x: torch.Tensor, flop_meter: Optional[FlopMeter] = None) -> torch.Tensor:
         feats = self.head_drop(self.forward_features(x, flop_meter))
         if flop_meter is not None and isinstance(self.head, nn.Linear):
-            flop_meter.linear(1, self.head)
+            flop_meter.rows(1, self.head)
         return self.head(feats)
 
     # -- checkpoints ---------------------------------------------------------------------------------

@@ -26,21 +26,20 @@ model has seen it in training, and dropped tokens cost nothing afterwards.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ats import ATSConfig
 from ..checkpoint import resize_grid_embedding, strip_prefix
 from ..errors import UserError
 from ..flops import FlopMeter
 from ..tokens import TokenSet
-from .layers import init_vit_weights, Attention, Mlp, attention_row, merge_heads, split_heads
+from .layers import init_vit_weights, Attention, Mlp, merge_heads, split_heads
 from .registry import preset
-from .sampling import TokenSampling, select_tokens
+from .sampling import TokenSampler, TokenSampling, sample_attention
 
 XVIT_MEAN = (0.5, 0.5, 0.5)
 XVIT_STD = (0.5, 0.5, 0.5)
@@ -129,6 +128,48 @@ def shift_kv_packed(qkv: torch.Tensor, layout: PackedLayout, fold: int) -> torch
     return qkv
 
 
+@dataclass
+class FrameRows:
+    """X-ViT's tokens between blocks.
+
+    Until the first ATS block: the official layout, ``x`` (B·T, 1 + P, D) with each frame's CLS in
+    slot 0, ``layout`` None. From the ATS block on: ``x`` the packed rows [kept tokens of the batch in
+    (clip, t, p) order; the B·T frame CLS tokens] and their ``layout`` (which holds the kept token set).
+    """
+    x: torch.Tensor
+    batch_size: int
+    grid: Tuple[int, int, int]
+    layout: Optional[PackedLayout] = None
+    _tokens: Optional[TokenSet] = field(default=None, repr=False)
+
+    def tokens(self) -> TokenSet:
+        """The token set (positions): the layout's, or, while dense, every token of the grid (built on
+        first use; its features are the tokens of ``x``)."""
+        if self.layout is not None:
+            return self.layout.ts
+        if self._tokens is None:
+            b, t = self.batch_size, self.grid[0]
+            self._tokens = TokenSet.from_grid(self.x[:, 1:], self.x[:, 0].view(b, t, -1), self.grid)
+        return self._tokens
+
+    def frames(self):
+        """The per-frame attention groups, CLS in slot 0."""
+        return self.tokens().groups("frame", lead=1)
+
+    def split(self, y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """A tensor in this layout -> (tokens (M, C) in packed order, frame CLS (B·T, C))."""
+        if self.layout is None:
+            return y[:, 1:].reshape(-1, y.shape[-1]), y[:, 0]
+        m = self.layout.num_tokens
+        return y[:m], y[m:]
+
+    def frame_ids(self) -> torch.Tensor:
+        """Frame b·T + t of each leading row of ``x`` (stochastic depth is per frame)."""
+        if self.layout is None:
+            return torch.arange(self.x.shape[0], device=self.x.device)
+        return self.layout.frame
+
+
 def _drop_path(x: torch.Tensor, group: torch.Tensor, num_groups: int, p: float, training: bool) -> torch.Tensor:
     """Stochastic depth per frame (the official backbone sees a (B·T) batch, so timm's DropPath draws
     one decision per frame); ``group`` gives each leading row of ``x`` its frame."""
@@ -142,112 +183,84 @@ def _drop_path(x: torch.Tensor, group: torch.Tensor, num_groups: int, p: float, 
 
 class SpaceTimeMixingBlock(nn.Module):
     """Pre-norm ViT block whose per-frame attention reads k/v channels shifted from the neighbouring
-    frames (the official names: norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2)."""
+    frames (the official names: norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2); ``num_segments``
+    and ``fold`` set the shift (see :func:`shift_kv_dense`)."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0):
+                 drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0, num_segments: int = 1,
+                 fold: int = 0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, drop)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
         self.drop_path = drop_path
+        self.num_segments, self.fold = num_segments, fold
 
-    def _meter_rows(self, meter: FlopMeter, rows, d: int) -> None:
-        meter.layer_norm(rows, d)
-        meter.linear(rows, self.attn.qkv)
-
-    def _meter_tail(self, meter: FlopMeter, rows, d: int) -> None:
-        meter.linear(rows, self.attn.proj)
-        meter.layer_norm(rows, d)
-        meter.linear(rows, self.mlp.fc1)
-        meter.linear(rows, self.mlp.fc2)
-
-    # Dense: the official layout, (B·T, 1 + P, D) with each frame's CLS in slot 0.
-    def forward_dense(self, x: torch.Tensor, segments: int, fold: int, meter: Optional[FlopMeter] = None,
-                      frames_per_clip: int = 1) -> torch.Tensor:
-        bt, length, d = x.shape
-        qkv = shift_kv_dense(self.attn.qkv(self.norm1(x)), segments, fold)
-        q, k, v = split_heads(qkv, self.attn.num_heads)
-        o = merge_heads(self.attn.attend(q, k, v))
-        frame = torch.arange(bt, device=x.device)
-        x = x + _drop_path(self.attn.project(o), frame, bt, self.drop_path, self.training)
-        x = x + _drop_path(self.mlp(self.norm2(x)), frame, bt, self.drop_path, self.training)
+    def forward(self, s: FrameRows, sampler: Optional[TokenSampler] = None,
+                meter: Optional[FlopMeter] = None) -> FrameRows:
+        """One block on ``s``; ``sampler`` samples tokens in the attention (ATS): the result is then the
+        packed rows of the kept tokens."""
+        q, k, v, qkv = self.mixing_qkv(s)               # norm1 → qkv → k/v shifted across frames
+        out, o = self.attention(s, q, k, v, qkv, sampler)   # per frame (ATS here)
+        out = self.residual_mlp(out, o)                 # proj → residual → MLP
         if meter is not None:
-            rows = frames_per_clip * length
-            self._meter_rows(meter, rows, d)
-            meter.attention(frames_per_clip * length * length, d)
-            self._meter_tail(meter, rows, d)
-        return x
+            self.count_flops(meter, s, out, sampler is not None)
+        return out
 
-    # ATS on a dense input (the first ATS block): attention as in the dense path, outputs only for the
-    # CLS + kept queries; returns the packed result.
-    def forward_dense_ats(self, x: torch.Tensor, batch_size: int, grid: Tuple[int, int, int], segments: int,
-                          fold: int, ats: ATSConfig, index: int, meter: Optional[FlopMeter] = None):
-        bt, length, d = x.shape
-        qkv = shift_kv_dense(self.attn.qkv(self.norm1(x)), segments, fold)
-        q, k, v = split_heads(qkv, self.attn.num_heads)
-        ts = TokenSet.from_grid(x[:, 1:], x[:, 0].view(batch_size, bt // batch_size, d), grid)
-        if meter is not None:
-            rows = (bt // batch_size) * length
-            self._meter_rows(meter, rows, d)
-        return self._ats_output(ts, q, k, v, None, ts.x, x[:, 0], qkv[:, 1:, :d].reshape(-1, d),
-                                qkv[:, 0, :d], ats, index, meter)
+    def mixing_qkv(self, s: FrameRows):
+        """q, k, v per frame (B·T, heads, L, d), k/v channels shifted; and the qkv rows in ``s``'s layout."""
+        qkv = self.attn.qkv(self.norm1(s.x))
+        if s.layout is None:                            # frames are rows of the batch: the shift is a slice copy
+            qkv = shift_kv_dense(qkv, self.num_segments, self.fold)
+            return (*split_heads(qkv, self.attn.num_heads), qkv)
+        qkv = shift_kv_packed(qkv, s.layout, self.fold)
+        tok, cls = s.split(qkv)
+        padded = s.frames().pad(tok, cls.view(cls.shape[0], 1, -1))
+        return (*split_heads(padded, self.attn.num_heads), qkv)
 
-    # Packed: rows [kept tokens; frame CLS] after an ATS block; attention pads per frame.
-    def forward_packed(self, rows: torch.Tensor, layout: PackedLayout, fold: int,
-                       ats: Optional[ATSConfig] = None, index: int = -1, meter: Optional[FlopMeter] = None):
-        ts, m = layout.ts, layout.num_tokens
-        b, t = ts.batch_size, ts.grid[0]
-        d = rows.shape[-1]
-        heads = self.attn.num_heads
-        qkv = shift_kv_packed(self.attn.qkv(self.norm1(rows)), layout, fold)
-        frames = ts.groups("frame", lead=1)
-        q, k, v = split_heads(frames.pad(qkv[:m], qkv[m:].view(b * t, 1, 3 * d)), heads)
-        key_mask = frames.key_mask()
-        if meter is not None:
-            self._meter_rows(meter, ts.num_tokens + t, d)
-        if ats is not None:
-            return self._ats_output(ts, q, k, v, key_mask, rows[:m], rows[m:], qkv[:m, :d], qkv[m:, :d],
-                                    ats, index, meter)
-        o = merge_heads(self.attn.attend(q, k, v, key_mask))                        # (B·T, L, D)
-        o = torch.cat([frames.unpad(o), o[:, 0]], dim=0)
-        rows = rows + _drop_path(self.attn.project(o), layout.frame, b * t, self.drop_path, self.training)
-        rows = rows + _drop_path(self.mlp(self.norm2(rows)), layout.frame, b * t, self.drop_path, self.training)
-        if meter is not None:
-            meter.attention(frames.pairs_per_clip(b), d)
-            self._meter_tail(meter, ts.num_tokens + t, d)
-        return ts.replace(rows[:m], cls=rows[m:].view(b, t, d)), rows
+    def attention(self, s: FrameRows, q, k, v, qkv: torch.Tensor, sampler: Optional[TokenSampler]):
+        """Attention per frame. Returns the rows that go on (``s``'s, or with a sampler the packed rows
+        of the frame CLS + kept tokens, which only get outputs) and their attention output, same layout."""
+        key_mask = None if s.layout is None else s.frames().key_mask()
+        if sampler is None:
+            o = merge_heads(self.attn.attend(q, k, v, key_mask))                  # (B·T, L, D)
+            if s.layout is None:
+                return s, o
+            return s, torch.cat([s.frames().unpad(o), o[:, 0]], dim=0)
+        b, t, d = s.batch_size, s.grid[0], s.x.shape[-1]
+        x_tok, x_cls = (s.tokens().x, s.x[:, 0]) if s.layout is None else s.split(s.x)
+        q_tok, q_cls = s.split(qkv[..., :d])
+        kept, o, layout = sample_attention(
+            sampler, self.attn, s.tokens(), s.frames(), q, k, v, key_mask, x_tok, q_tok, q_cls.reshape(b * t, 1, d),
+            after=lambda kept_set: PackedLayout.build(kept_set, self.num_segments))   # the shift's neighbour rows
+        o = torch.cat([kept.groups("frame", lead=1).unpad(o), o[:, 0]], dim=0)
+        return FrameRows(torch.cat([kept.x, x_cls.reshape(b * t, d)], dim=0), b, s.grid, layout), o
 
-    def _ats_output(self, ts: TokenSet, q, k, v, key_mask, x_tok, x_cls, q_tok, q_cls, ats: ATSConfig,
-                    index: int, meter: Optional[FlopMeter]):
-        """Score tokens from each frame's CLS row (normalised over the clip), keep a subset per clip,
-        compute the attention output only for the frame CLS + kept queries (rows of the same attention
-        matrix; the keys are all tokens that entered the block), then proj/MLP on the kept rows."""
-        b, t = ts.batch_size, ts.grid[0]
-        d = x_tok.shape[-1]
-        heads = self.attn.num_heads
-        frames = ts.groups("frame", lead=1)
-        cls_attn = attention_row(q[:, :, 0], k, key_mask)
-        kept = select_tokens(ts, frames, cls_attn, v, ats, index)
-        idx = kept.nonzero().squeeze(1)                                   # the one host sync here
-        out_ts = ts.keep(idx, x=x_tok)
-        out_frames = out_ts.groups("frame", lead=1)
-        qo = out_frames.pad(q_tok.index_select(0, idx), q_cls.reshape(b * t, 1, d))
-        qo = qo.view(b * t, -1, heads, d // heads).transpose(1, 2)
-        o = merge_heads(self.attn.attend(qo, k, v, key_mask))                      # (B·T, Lq, D)
-        o = torch.cat([out_frames.unpad(o), o[:, 0]], dim=0)
-        frame = torch.cat([out_ts.clip * t + out_ts.t, torch.arange(b * t, device=o.device)])
-        rows = torch.cat([out_ts.x, x_cls.reshape(b * t, d)], dim=0)
-        rows = rows + _drop_path(self.attn.project(o), frame, b * t, self.drop_path, self.training)
-        rows = rows + _drop_path(self.mlp(self.norm2(rows)), frame, b * t, self.drop_path, self.training)
-        m_out = idx.numel()
-        if meter is not None:
-            meter.add(frames.slots_per_clip(b) * d)                             # the extra CLS-row logits
-            meter.attention(out_frames.pairs_per_clip(b, keys=frames), d)
-            self._meter_tail(meter, out_ts.num_tokens + t, d)
-        return out_ts.replace(rows[:m_out], cls=rows[m_out:].view(b, t, d)), rows
+    def residual_mlp(self, s: FrameRows, o: torch.Tensor) -> FrameRows:
+        """proj → residual → MLP → residual on the rows of ``s``; stochastic depth per frame."""
+        frame, n = s.frame_ids(), s.batch_size * s.grid[0]
+        x = s.x + _drop_path(self.attn.project(o), frame, n, self.drop_path, self.training)
+        x = x + _drop_path(self.mlp(self.norm2(x)), frame, n, self.drop_path, self.training)
+        return FrameRows(x, s.batch_size, s.grid, s.layout)
 
+    def count_flops(self, meter: FlopMeter, s: FrameRows, out: FrameRows, sampled: bool) -> None:
+        """Per clip: the rows entering (tokens + one CLS per frame) through norm1/qkv, the attention
+        pairs per frame (queries leaving × keys entering), the rows leaving through proj/norm2/MLP, and
+        ATS's extra CLS-row logits."""
+        b, t, d = s.batch_size, s.grid[0], s.x.shape[-1]
+        if out.layout is None:                          # dense: T frames of L = 1 + P tokens
+            length = s.x.shape[1]
+            rows_in = rows_out = t * length
+            pairs = rows_in * length
+        else:
+            rows_in, rows_out = s.tokens().num_tokens + t, out.tokens().num_tokens + t
+            pairs = out.frames().pairs_per_clip(b, keys=s.frames())
+        meter.rows(rows_in, self.norm1, self.attn.qkv)
+        meter.attention(pairs, d)
+        meter.rows(rows_out, self.attn.proj, self.norm2, self.mlp.fc1, self.mlp.fc2)
+        if sampled:
+            meter.add(s.frames().slots_per_clip(b) * d)                     # the CLS row scored by ATS
 
 
 class HeadBlock(nn.Module):
@@ -265,14 +278,9 @@ class HeadBlock(nn.Module):
         x = x + self.attn(self.norm1(x))
         x = x + self.mlp(self.norm2(x))
         if meter is not None:
-            n, d = x.shape[1], x.shape[2]
-            meter.layer_norm(n, d)
-            meter.linear(n, self.attn.qkv)
-            meter.attention(n * n, d)
-            meter.linear(n, self.attn.proj)
-            meter.layer_norm(n, d)
-            meter.linear(n, self.mlp.fc1)
-            meter.linear(n, self.mlp.fc2)
+            n = x.shape[1]
+            meter.rows(n, self.norm1, self.attn.qkv, self.attn.proj, self.norm2, self.mlp.fc1, self.mlp.fc2)
+            meter.attention(n * n, x.shape[2])
         return x
 
 
@@ -293,9 +301,7 @@ class TemporalHead(nn.Module):
         for blk in self.temporal_encoder:
             x = blk(x, meter)
         if meter is not None:
-            meter.layer_norm(1, x.shape[-1])
-            meter.linear(1, self.mlp_head[1])
-            meter.linear(1, self.mlp_head[4])
+            meter.rows(1, self.mlp_head[0], self.mlp_head[1], self.mlp_head[4])
         return self.mlp_head(x[:, 0])
 
 
@@ -351,8 +357,8 @@ class XViT(TokenSampling, nn.Module):
         self.pos_drop = nn.Dropout(drop_rate)
         dpr = torch.linspace(0, drop_path_rate, depth).tolist()
         self.blocks = nn.ModuleList([
-            SpaceTimeMixingBlock(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, dpr[i])
-            for i in range(depth)])
+            SpaceTimeMixingBlock(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, dpr[i],
+                                 num_segments, self.fold) for i in range(depth)])
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head = TemporalHead(embed_dim, num_classes, head_depth, head_num_heads, head_mlp_dim, mlp_ratio,
                                  head_drop_rate)
@@ -390,7 +396,7 @@ class XViT(TokenSampling, nn.Module):
         frames = torch.arange(t, device=x.device) % self.temp_embed.shape[1]
         tokens = (tokens.view(b, t, 1 + hp * wp, -1) + self.temp_embed[0, frames]).view(b * t, 1 + hp * wp, -1)
         if meter is not None:
-            meter.conv_patches(t * hp * wp, self.patch_embed.proj)
+            meter.rows(t * hp * wp, self.patch_embed.proj)
         return self.pos_drop(tokens)
 
     def _pos_embed(self, hp: int, wp: int) -> torch.Tensor:
@@ -408,29 +414,17 @@ class XViT(TokenSampling, nn.Module):
     def forward_features(self, x: torch.Tensor, flop_meter: Optional[FlopMeter] = None) -> torch.Tensor:
         """Per-frame features (B, T, D): the final-normed frame CLS tokens of the backbone."""
         b, t = x.shape[0], x.shape[2]
-        h = self._embed(x, flop_meter)
         grid = (t, x.shape[3] // self.patch_size, x.shape[4] // self.patch_size)
-        layout: Optional[PackedLayout] = None
-        rows = None
-        kept: Dict[int, torch.Tensor] = {}
+        s = FrameRows(self._embed(x, flop_meter), b, grid)
+        self._start_record()
         for i, blk in enumerate(self.blocks):
-            ats = self.ats_at(i)
-            if layout is None and ats is None:
-                h = blk.forward_dense(h, self.num_segments, self.fold, flop_meter, t)
-                continue
-            if layout is None:
-                ts, rows = blk.forward_dense_ats(h, b, grid, self.num_segments, self.fold, ats, i, flop_meter)
-            else:
-                ts, rows = blk.forward_packed(rows, layout, self.fold, ats, i, flop_meter)
-            if ats is not None:                     # a new token set: its neighbour rows, once
-                layout = PackedLayout.build(ts, self.num_segments)
-                kept[i] = ts.num_tokens.detach()
-            else:                                   # same tokens, new features
-                layout.ts = ts
-        self.last_kept_tokens = kept
-        cls = h[:, 0] if layout is None else rows[layout.num_tokens:]
+            sampler = self.sampler_at(i)
+            s = blk(s, sampler, flop_meter)
+            if sampler is not None:
+                self._record_kept(i, s.tokens())
+        cls = s.x[:, 0] if s.layout is None else s.x[s.layout.num_tokens:]
         if flop_meter is not None:
-            flop_meter.layer_norm(t, self.embed_dim)                          # only the CLS rows are used
+            flop_meter.rows(t, self.norm)                                     # only the CLS rows are used
         return self.norm(cls).view(b, t, -1)
 
     def forward(self, x: torch.Tensor, flop_meter: Optional[FlopMeter] = None) -> torch.Tensor:
