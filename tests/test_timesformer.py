@@ -6,23 +6,13 @@ import video_ats
 from video_ats.ats import ATSConfig
 from video_ats.errors import UserError
 from video_ats.reference import official_timesformer_forward
+from _models import clips, tiny_timesformer
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=64, depth=4, num_heads=4, num_frames=4, num_classes=7)
 
 
 def tiny(ats=None, seed=0, **kw):
-    torch.manual_seed(seed)
-    m = video_ats.create_model("timesformer", **{**TINY, **kw}, ats=ats).eval()
-    # the official init zeroes temporal_fc (blocks > 0) and time_embed; make every path matter
-    with torch.no_grad():
-        for blk in m.blocks:
-            blk.temporal_fc.weight.normal_(std=0.05)
-        m.time_embed.normal_(std=0.5)
-    return m
-
-
-def clips(b, t=4, size=32, seed=1):
-    return torch.randn(b, 3, t, size, size, generator=torch.Generator().manual_seed(seed))
+    return tiny_timesformer(TINY, seed, ats=ats, **kw)
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 4, 32, 32), (2, 3, 6, 48, 40), (1, 3, 2, 16, 32)])

@@ -13,24 +13,14 @@ from video_ats.models.layers import attend, attention_backend
 from video_ats.tokens import TokenSet
 from video_ats.tome import (ToMeConfig, bipartite_soft_matching, merge_wavg, proportional_bias,
                             resolve_r)
+from _models import clips, tiny_timesformer
 
 SETTINGS = settings(max_examples=30, deadline=None)
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=2, num_frames=4, num_classes=5)
 
 
 def tiny(tome=None, seed=0, **kw):
-    torch.manual_seed(seed)
-    m = video_ats.create_model("timesformer", **{**TINY, **kw}, tome=tome).eval()
-    # the official init zeroes temporal_fc (blocks > 0) and time_embed; make every path matter
-    with torch.no_grad():
-        for blk in m.blocks:
-            blk.temporal_fc.weight.normal_(std=0.05)
-        m.time_embed.normal_(std=0.5)
-    return m
-
-
-def clips(b, t=4, size=32, seed=1):
-    return torch.randn(b, 3, t, size, size, generator=torch.Generator().manual_seed(seed))
+    return tiny_timesformer(TINY, seed, tome=tome, **kw)
 
 
 # ---------------------------------------------------------------------------------------------------
