@@ -191,7 +191,17 @@ def test_bench_accuracy_end_to_end_is_cached_and_consistent(tmp_path):
         assert json.load(f)["dense"] == r["dense"]
     for name in ("bench_accuracy_vs_gflops.png", "bench_kept_tokens_overlay.png", "bench_kept_tokens_hist.png"):
         assert os.path.getsize(os.path.join(spec.out, name)) > 1000
-    assert "| dense |" in render_markdown(r)
+    probe = r["val_probe"]                                    # chosen on val: its own split, same model
+    assert probe["split"] == "val" and probe["num_videos"] == 8
+    assert {(p["method"], tuple(p["blocks"])) for p in probe["points"]} == {
+        (m, b) for m in ("ats", "topk", "random") for b in ((0,), (1,))}
+    for p in probe["points"]:
+        assert 0 < p["gflops_per_view"] < probe["dense"]["gflops_per_view"]
+    k02 = {p["method"]: p for p in probe["points"] if p["blocks"] == [0] and p["num_tokens"] == [0.2]}
+    assert k02["topk"]["gflops_per_view"] == pytest.approx(k02["random"]["gflops_per_view"])  # both keep exactly K
+    assert k02["ats"]["gflops_per_view"] <= k02["random"]["gflops_per_view"] + 1e-9          # ATS keeps K' <= K
+    md = render_markdown(r)
+    assert "| dense |" in md and "Where the tokens are dropped" in md
 
     logs.clear()
     again = Bench(spec, log=logs.append).run()                  # everything cached: same numbers, no work

@@ -59,6 +59,11 @@ class BenchSpec:
     # low-GFLOPs end; it merges in every block but the last, as ToMe usually runs (a bit in each block)
     tome_blocks: Tuple[int, ...] = (0, 1, 2)
     views: Tuple[int, int] = (1, 3)
+    # the validation probe: where dropping happens matters more than how. The dense model on the *val*
+    # split with ATS, top-K and random dropping right after block 0 at these K (fractions of the patch
+    # tokens), and at the recipe's blocks at ``probe_scale`` of its K (~50 % of dense GFLOPs)
+    probe_block0_k: Tuple[float, ...] = (0.2, 0.4)
+    probe_scale: float = 0.7
     bootstrap: int = 2000
     batch_size: int = 48                     # views per forward in evaluation
     overrides: Tuple[str, ...] = ()          # key=value overrides for both training recipes
@@ -254,7 +259,7 @@ class Bench:
         self.spec, self.log = spec, log
         self.out = os.path.abspath(spec.out)
         self.times: Dict[str, float] = {}
-        self._views: Optional[TestViews] = None
+        self._views: Dict[str, TestViews] = {}     # decoded views per split ("test", "val")
         self._views_ready = 0.0
 
     # -- data ------------------------------------------------------------------------------------------
@@ -300,29 +305,30 @@ class Bench:
         return ats
 
     # -- evaluation ------------------------------------------------------------------------------------
-    def _views_of(self, cfg, model, paths) -> TestViews:
-        if self._views is None:
+    def _views_of(self, cfg, model, paths, split: str = "test") -> TestViews:
+        if split not in self._views:
             from ..engine.builders import model_data_settings, read_split
 
             t0 = time.time()
-            records, _ = read_split(paths["test_csv"], cfg, "test")
-            self._views = decode_test_views(records, model_data_settings(cfg, model), self.spec.views)
-            self.log(f"[decode] {len(self._views.paths)} test videos, {self._views.clips.shape[0]} views, "
-                     f"{len(self._views.failures)} failed, in {time.time() - t0:.0f} s")
-            self.times["decode_test_views"] = round(time.time() - t0, 1)
+            records, _ = read_split(paths[f"{split}_csv"], cfg, "test")
+            views = self._views[split] = decode_test_views(records, model_data_settings(cfg, model), self.spec.views)
+            self.log(f"[decode] {len(views.paths)} {split} videos, {views.clips.shape[0]} views, "
+                     f"{len(views.failures)} failed, in {time.time() - t0:.0f} s")
+            self.times[f"decode_{split}_views"] = round(time.time() - t0, 1)
             self._views_ready = time.time()
-        return self._views
+        return self._views[split]
 
     def evaluate(self, cfg, ckpt: str, ckpt_key: str, paths, settings: List[Tuple[str, str, Dict[str, Any]]],
-                 tag: str) -> Dict[str, dict]:
-        """Evaluate ``ckpt`` under each (point id, method, reduction) setting; cached per setting."""
+                 tag: str, split: str = "test") -> Dict[str, dict]:
+        """Evaluate ``ckpt`` on ``split`` under each (point id, method, reduction) setting; cached per setting."""
         from ..analysis.common import build_eval_model
 
-        folder = os.path.join(self.out, tag, "eval")
+        folder = os.path.join(self.out, tag, "eval" if split == "test" else f"probe_{split}")
         os.makedirs(folder, exist_ok=True)
         out, model, seconds = {}, None, 0.0
         for pid, method, reduction in settings:
-            key = stage_key("eval", ckpt_key, self.data_key, method, reduction, self.spec.views)
+            key = stage_key("eval", ckpt_key, self.data_key, method, reduction, self.spec.views,
+                            *([] if split == "test" else [split]))
             path = os.path.join(folder, f"{pid}.json")
             cached = _read_json(path)
             if cached is not None and cached.get("key") == key:
@@ -334,17 +340,36 @@ class Bench:
                 model = build_eval_model(dict(cfg, model=dict(cfg["model"], ats=None, pretrained=None)), ckpt,
                                          need_ats=False, what="bench-accuracy")
             _set_reduction(model, method, reduction)
-            views = self._views_of(cfg, model, paths)
+            views = self._views_of(cfg, model, paths, split)
             t_point = max(t_point, self._views_ready)             # decoding is its own stage
             res = evaluate_views(model, views, self.spec.batch_size)
             res.update(key=key, id=pid, method=method, reduction=reduction, seconds=round(time.time() - t_point, 1))
             seconds += res["seconds"]
             _write_json(res, path)
             out[pid] = res
-            self.log(f"[eval {tag}] {pid:28s} Top-1 {res['top1']:6.2f}  GFLOPs/view {res['gflops_per_view']:.4f}"
+            self.log(f"[eval {tag} {split}] {pid:28s} Top-1 {res['top1']:6.2f}  GFLOPs/view {res['gflops_per_view']:.4f}"
                      f"  ({res['seconds']:.0f} s)")
-        self.times[f"eval_{tag}"] = round(self.times.get(f"eval_{tag}", 0.0) + seconds, 1)
+        name = f"eval_{tag}" if split == "test" else f"probe_{split}_{tag}"
+        self.times[name] = round(self.times.get(name, 0.0) + seconds, 1)
         return out
+
+    def probe(self, cfg, ckpt: str, ckpt_key: str, paths, base: Dict[str, Any], tag: str) -> Dict[str, Any]:
+        """The validation probe (see ``BenchSpec.probe_block0_k``): the dense model on the val split with
+        each selection dropping right after block 0 and at the recipe's blocks. Chosen on val, never test."""
+        settings = [("dense", "dense", None)]
+        for k in self.spec.probe_block0_k:
+            settings += [(f"{m}_block0_k{k:g}", m, {"blocks": [0], "num_tokens": [k], "selection": m})
+                         for m in ("ats", "topk", "random")]
+        settings += [(f"{m}_x{self.spec.probe_scale:g}", m, _scaled_ats(base, self.spec.probe_scale, selection=m))
+                     for m in ("ats", "topk", "random")]
+        res = self.evaluate(cfg, ckpt, ckpt_key, paths, settings, tag, split="val")
+        dense = res.pop("dense")
+        return {"split": "val", "num_videos": len(dense["correct"]),
+                "dense": {"top1": dense["top1"], "gflops_per_view": dense["gflops_per_view"]},
+                "points": [{"method": r["method"], "blocks": r["reduction"]["blocks"],
+                            "num_tokens": r["reduction"]["num_tokens"], "gflops_per_view": r["gflops_per_view"],
+                            "top1": r["top1"], "kept_tokens_per_view": r["kept_tokens_per_view"]}
+                           for r in res.values()]}
 
     # -- everything ------------------------------------------------------------------------------------
     def run(self) -> Dict[str, Any]:
@@ -381,7 +406,9 @@ class Bench:
                               "dense_gflops_per_view": results["dense"]["gflops_per_view"]})
             if i == 0:
                 main = (dense_cfg, dense_ckpt, finetuned, results)
+                probe = self.probe(dense_cfg, dense_ckpt, dense_key, paths, base, tag)
         result = self.summarize(main, seed_runs, base, paths)
+        result["val_probe"] = probe
         result["seconds"] = {"total_this_run": round(time.time() - t_all, 1), "stages": self.times}
         _write_json(result, os.path.join(self.out, "accuracy_benchmark.json"))
         self.pictures(main, result, paths)
@@ -402,7 +429,7 @@ class Bench:
         n_tok = torch.tensor(ev["kept_tokens"][last])
         model = build_eval_model(dict(dense_cfg, model=dict(dense_cfg["model"], ats=ats, pretrained=None)), ckpt,
                                  what="bench-accuracy")
-        tv = self._views_of(dense_cfg, model, paths)
+        tv = self._views_of(dense_cfg, model, paths, "test")
         centre = torch.arange(tv.clips.shape[0]) % self.spec.views[1] == self.spec.views[1] // 2
         picks = [int(i) for i in (n_tok.masked_fill(~centre, 1 << 30).argmin(), n_tok.masked_fill(~centre, -1).argmax())]
         res = measure(model, tv.clips[picks], batch_size=len(picks), with_positions=True)
@@ -465,7 +492,7 @@ class Bench:
             "tome_blocks": list(self.spec.tome_blocks),
             "views": f"{self.spec.views[0]}x{self.spec.views[1]}", "combine": "softmax_mean",
             "num_val_videos": len(dense["correct"]),      # the evaluated *test* videos (the issue's field name)
-            "num_failed_videos": len(self._views.failures) if self._views else None,   # None: all evaluations cached
+            "num_failed_videos": len(self._views["test"].failures) if "test" in self._views else None,   # None: all evaluations cached
             "dense": {"top1": dense["top1"], "top5": dense["top5"], "gflops_per_view": dense["gflops_per_view"]},
             "curves": {m: [{k: v for k, v in p.items() if k != "id"} for p in pts] for m, pts in curves.items()},
             "matched": matched,
@@ -576,6 +603,16 @@ def render_markdown(r: Dict[str, Any], image_dir: str = "docs/images") -> str:
     for c in r["vs_dense"]:
         lines.append(f"| {METHOD_NAMES[c['method']]} | {_budget(c['method'], c['budget'])} | {c['gflops_per_view']:.4f} "
                      f"| {100 * c['gflops_reduction']:.0f} % | {c['top1_diff_vs_dense']:+.1f} {_ci(c['ci95'])} |")
+    probe = r.get("val_probe")
+    if probe:
+        g_val = probe["dense"]["gflops_per_view"]
+        lines += ["", f"**Where the tokens are dropped** (validation probe, dense model, {probe['num_videos']} *val* "
+                  f"videos; dense Top-1 {probe['dense']['top1']:.1f}): dropping right after block 0 against the "
+                  f"recipe's blocks {r['ats_blocks']}:", "",
+                  "| method | blocks | K | GFLOPs/view | vs dense | Top-1 |", "|---|---|---|---:|---:|---:|"]
+        for p in probe["points"]:
+            lines.append(f"| {METHOD_NAMES[p['method']]} | {p['blocks']} | {', '.join(f'{k:g}' for k in p['num_tokens'])} "
+                         f"| {p['gflops_per_view']:.4f} | {100 * (p['gflops_per_view'] / g_val - 1):+.0f} % | {p['top1']:.1f} |")
     lines += ["", "**Training seeds** (same data, same recipes):", "",
               "| seed | dense Top-1 | fine-tuned ATS Top-1 | its GFLOPs/view |", "|---:|---:|---:|---:|"]
     for s in r["seed_runs"]:
