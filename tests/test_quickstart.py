@@ -41,3 +41,32 @@ def test_quickstart_dense_model_beats_chance_by_a_wide_margin(tmp_path):
     dense, ats = json.loads((out / "quickstart.json").read_text())["rows"]
     assert dense["top1"] >= 70.0, dense["top1"]
     assert ats["gflops_per_view"]["mean"] < 0.6 * dense["gflops_per_view"]["mean"]
+
+
+def test_quickstart_seeds_report_the_spread_and_publish_the_readme_block(tmp_path, capsys):
+    from video_ats.commands.quickstart import README_BEGIN, README_END
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{README_BEGIN}\nstale\n{README_END}\n\nafter\n")
+    out = tmp_path / "out"
+    args = ["quickstart", "data.num_workers=0", "train.batch_size=4", "--epochs", "1", "--ats-epochs", "1",
+            "--videos-per-class", "4", "--data", str(tmp_path / "data"), "--out", str(out),
+            "--publish", str(tmp_path), "--seeds", "3", "5"]
+    assert main(args) == 0
+    result = json.loads((out / "quickstart.json").read_text())
+    runs = result["seed_runs"]
+    assert [r["seed"] for r in runs] == [3, 5] and result["seed"] == 3
+    assert (out / "seed3" / "dense").is_dir() and (out / "seed5" / "ats").is_dir()
+    assert result["rows"][0]["top1"] == runs[0]["dense_top1"]        # the table is the first seed's
+    tops = [r["dense_top1"] for r in runs]
+    assert result["spread"]["dense_top1"] == {"mean": round(sum(tops) / 2, 2), "min": min(tops), "max": max(tops)}
+    text = readme.read_text()
+    assert "stale" not in text and text.endswith("after\n") and "| 5 |" in text
+    assert "dense Top-1" in capsys.readouterr().out
+
+
+def test_quickstart_rejects_repeated_seeds_and_a_folder_without_readme(tmp_path, capsys):
+    assert main(["quickstart", "--out", str(tmp_path / "o"), "--seeds", "1", "1"]) == 2
+    assert "--seeds must be distinct" in capsys.readouterr().err
+    assert main(["quickstart", "--out", str(tmp_path / "o"), "--publish", str(tmp_path)]) == 2
+    assert "no README.md there" in capsys.readouterr().err

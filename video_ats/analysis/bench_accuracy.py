@@ -628,16 +628,16 @@ def render_markdown(r: Dict[str, Any], image_dir: str = "docs/images") -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme(readme: str, block: str) -> None:
-    """Replace the text between the bench-accuracy markers of ``readme`` with ``block``."""
+def update_readme(readme: str, block: str, begin: str = README_BEGIN, end: str = README_END) -> None:
+    """Replace the text between the markers ``begin`` and ``end`` of ``readme`` with ``block``."""
     with open(readme, encoding="utf-8") as f:
         text = f.read()
-    if README_BEGIN not in text or README_END not in text:
-        raise UserError(f"{readme} has no bench-accuracy markers ({README_BEGIN} ... {README_END})")
-    head, rest = text.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
+    if begin not in text or end not in text:
+        raise UserError(f"{readme} has no generated-block markers ({begin} ... {end})")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
     with open(readme, "w", encoding="utf-8") as f:
-        f.write(head + README_BEGIN + "\n" + block + README_END + tail)
+        f.write(head + begin + "\n" + block + end + tail)
 
 
 def plot_curves(r: Dict[str, Any], path: str) -> str:
