@@ -8,7 +8,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import video_ats
 from video_ats.errors import UserError
-from video_ats.models import xvit as xvit_mod
 from video_ats.models.layers import attention_backend
 from video_ats.models.xvit import PackedLayout, shift_kv_dense, shift_kv_packed
 from video_ats.tokens import TokenSet
@@ -448,7 +447,3 @@ def test_full_size_count_matches_fvcore_on_official_forward():
     m = video_ats.create_model("xvit_b16_8x224", num_classes=600).eval()
     x = torch.zeros(1, 3, 8, 224, 224)
     assert video_ats.count_gflops(m, x).item() * 1e9 == pytest.approx(fvcore_count(_Official(m), x), rel=0.02)
-
-
-def test_module_exports():
-    assert xvit_mod.XViT.__name__ == "XViT"
