@@ -184,6 +184,11 @@ def test_bench_accuracy_end_to_end_is_cached_and_consistent(tmp_path):
     assert r["num_val_videos"] == 8 and r["data"]["splits"] == {"train": 24, "val": 8, "test": 8}
     assert {m for m, pts in r["curves"].items() if pts} == {"ats", "ats_finetuned", "topk", "random", "tome"}
     assert len(r["seed_runs"]) == 2 and r["dense"]["gflops_per_view"] > 0
+    for run in r["seed_runs"]:                                # every seed: off-the-shelf ATS and random too
+        assert 0 < run["ats_gflops_per_view"] < run["dense_gflops_per_view"]
+        assert 0 < run["random_gflops_per_view"] < run["dense_gflops_per_view"]
+    ats_main = next(p for p in r["curves"]["ats"] if p["budget"]["scale"] == 1.0)
+    assert r["seed_runs"][0]["ats_top1"] == ats_main["top1"]
     for pts in r["curves"].values():
         for p in pts:                                         # every reduction costs less than dense
             assert 0 < p["gflops_per_view"] < r["dense"]["gflops_per_view"]

@@ -395,15 +395,26 @@ class Bench:
                 settings += [(f"{m}_x{s:g}", m, _scaled_ats(base, s, selection=m))
                              for m in ("topk", "random") for s in spec.baseline_scales]
                 settings += [(f"tome_r{r:g}", "tome", {"blocks": list(spec.tome_blocks), "r": r}) for r in spec.tome_r]
+            # every seed: off-the-shelf ATS at the main fine-tune's K and random dropping at about its GFLOPs,
+            # so the seed table shows whether the ordering of the methods holds across training seeds
+            seed_checks = [(f"ats_x{spec.main_finetune_scale:g}", "ats", _scaled_ats(base, spec.main_finetune_scale)),
+                           (f"random_x{spec.probe_scale:g}", "random",
+                            _scaled_ats(base, spec.probe_scale, selection="random"))]
+            settings += [c for c in seed_checks if c[0] not in {pid for pid, _, _ in settings}]
             results = self.evaluate(dense_cfg, dense_ckpt, dense_key, paths, settings, tag)
             for s, (ats, ckpt, key) in finetuned.items():
                 ft_cfg = dict(dense_cfg, model=dict(dense_cfg["model"], ats=ats))
                 results.update(self.evaluate(ft_cfg, ckpt, key, paths, [(f"ats_finetuned_x{s:g}", "ats", ats)], tag))
             main_ft = results[f"ats_finetuned_x{spec.main_finetune_scale:g}"]
+            ats_pid, random_pid = (pid for pid, _, _ in seed_checks)
             seed_runs.append({"seed": seed, "dense_top1": results["dense"]["top1"],
                               "ats_finetuned_top1": main_ft["top1"],
                               "ats_finetuned_gflops_per_view": main_ft["gflops_per_view"],
-                              "dense_gflops_per_view": results["dense"]["gflops_per_view"]})
+                              "dense_gflops_per_view": results["dense"]["gflops_per_view"],
+                              "ats_top1": results[ats_pid]["top1"],
+                              "ats_gflops_per_view": results[ats_pid]["gflops_per_view"],
+                              "random_top1": results[random_pid]["top1"],
+                              "random_gflops_per_view": results[random_pid]["gflops_per_view"]})
             if i == 0:
                 main = (dense_cfg, dense_ckpt, finetuned, results)
                 probe = self.probe(dense_cfg, dense_ckpt, dense_key, paths, base, tag)
@@ -614,10 +625,13 @@ def render_markdown(r: Dict[str, Any], image_dir: str = "docs/images") -> str:
             lines.append(f"| {METHOD_NAMES[p['method']]} | {p['blocks']} | {', '.join(f'{k:g}' for k in p['num_tokens'])} "
                          f"| {p['gflops_per_view']:.4f} | {100 * (p['gflops_per_view'] / g_val - 1):+.0f} % | {p['top1']:.1f} |")
     lines += ["", "**Training seeds** (same data, same recipes):", "",
-              "| seed | dense Top-1 | fine-tuned ATS Top-1 | its GFLOPs/view |", "|---:|---:|---:|---:|"]
+              "| seed | dense Top-1 | fine-tuned ATS Top-1 (GFLOPs/view) | ATS off the shelf, same K | "
+              "random dropping |", "|---:|---:|---:|---:|---:|"]
     for s in r["seed_runs"]:
-        lines.append(f"| {s['seed']} | {s['dense_top1']:.1f} | {s['ats_finetuned_top1']:.1f} | "
-                     f"{s['ats_finetuned_gflops_per_view']:.4f} |")
+        extra = (f"{s['ats_top1']:.1f} ({s['ats_gflops_per_view']:.4f}) | {s['random_top1']:.1f} "
+                 f"({s['random_gflops_per_view']:.4f})" if "ats_top1" in s else "– | –")
+        lines.append(f"| {s['seed']} | {s['dense_top1']:.1f} | {s['ats_finetuned_top1']:.1f} "
+                     f"({s['ats_finetuned_gflops_per_view']:.4f}) | {extra} |")
     st = r.get("seconds", {}).get("stages", {})
     if st:
         lines += ["", "Stage times of the run that wrote these numbers (s): " +
