@@ -206,7 +206,7 @@ def test_bench_accuracy_end_to_end_is_cached_and_consistent(tmp_path):
     assert k02["topk"]["gflops_per_view"] == pytest.approx(k02["random"]["gflops_per_view"])  # both keep exactly K
     assert k02["ats"]["gflops_per_view"] <= k02["random"]["gflops_per_view"] + 1e-9          # ATS keeps K' <= K
     md = render_markdown(r)
-    assert "| dense |" in md and "Where the tokens are dropped" in md
+    assert "| dense |" in md and "Where the tokens are dropped" in md and "What the numbers say" in md
 
     logs.clear()
     again = Bench(spec, log=logs.append).run()                  # everything cached: same numbers, no work
@@ -216,3 +216,20 @@ def test_bench_accuracy_end_to_end_is_cached_and_consistent(tmp_path):
     changed = Bench(BenchSpec(**{**spec.__dict__, "ats_scales": (0.5, 0.75)}), log=logs.append).run()
     assert [p["budget"]["scale"] for p in changed["curves"]["ats"]] != [p["budget"]["scale"] for p in r["curves"]["ats"]]
     assert not any("training" in line for line in logs)        # only the new evaluation ran
+
+
+def test_findings_are_computed_from_the_results():
+    from video_ats.analysis.bench_accuracy import findings
+
+    pt = lambda g, t: {"gflops_per_view": g, "top1": t}                       # noqa: E731
+    r = {"dense": {"top1": 90.0, "gflops_per_view": 1.0},
+         "curves": {"random": [pt(0.4, 50.0), pt(0.6, 70.0)]},
+         "vs_dense": [{"method": "ats_finetuned", "gflops_reduction": 0.5, "top1_diff_vs_dense": -0.3,
+                       "ci95": [-1.0, 0.4]}],
+         "matched": [{"method": "random", "top1_diff_vs_ats": 2.0, "ci95": [0.5, 3.5]},
+                     {"method": "random", "top1_diff_vs_ats": -1.0, "ci95": [-2.0, 0.1]}],
+         "seed_runs": []}
+    lines = findings(r)
+    assert lines[0].startswith("Fine-tuned ATS at 50 % fewer GFLOPs: -0.3")
+    assert "-1.0 to +2.0 points over 2 budgets (1 significantly better than ATS, 0 worse)" in lines[1]
+    assert lines[2].startswith("Random dropping at 50 % of dense GFLOPs: -30.0 points")   # 60 at 0.5, dense 90

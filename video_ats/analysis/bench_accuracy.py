@@ -600,6 +600,7 @@ def render_markdown(r: Dict[str, Any], image_dir: str = "docs/images") -> str:
             kept = " / ".join(f"{v:.0f}" for _, v in sorted(p["kept_tokens_per_view"].items(), key=lambda kv: int(kv[0])))
             lines.append(f"| {METHOD_NAMES[method]} | {_budget(method, p['budget'])} | {p['gflops_per_view']:.4f} | "
                          f"{100 * (p['gflops_per_view'] / g0 - 1):+.0f} % | {p['top1']:.1f} | {p['top5']:.1f} | {kept} |")
+    lines += ["", "**What the numbers say** (computed from the results file):", ""] + [f"- {f}" for f in findings(r)]
     lines += ["", "**At matched GFLOPs** — each point against off-the-shelf ATS interpolated along its curve to the "
               "same GFLOPs per view; Δ = method − ATS in Top-1 points, paired bootstrap 95 % CI over the same "
               f"test videos ({r['bootstrap']['resamples']} resamples):", "",
@@ -640,6 +641,35 @@ def render_markdown(r: Dict[str, Any], image_dir: str = "docs/images") -> str:
               f"![kept tokens, fine-tuned ATS]({image_dir}/bench_kept_tokens_overlay.png)",
               f"![kept-token histograms, fine-tuned ATS]({image_dir}/bench_kept_tokens_hist.png)"]
     return "\n".join(lines) + "\n"
+
+
+def findings(r: Dict[str, Any]) -> List[str]:
+    """Plain-language lines for the README, each computed from the results (no number typed by hand)."""
+    out = []
+    d = r["dense"]
+    best_ft = max(r["vs_dense"], key=lambda c: c["gflops_reduction"] if c["method"] == "ats_finetuned" else -1)
+    if best_ft["method"] == "ats_finetuned":
+        out.append(f"Fine-tuned ATS at {100 * best_ft['gflops_reduction']:.0f} % fewer GFLOPs: "
+                   f"{best_ft['top1_diff_vs_dense']:+.1f} Top-1 points against dense, 95 % CI "
+                   f"{_ci(best_ft['ci95'])} (the goal: within 0.5 point at >= 45 % fewer).")
+    for method in ("random", "topk", "tome", "ats_finetuned"):
+        diffs = [c for c in r["matched"] if c["method"] == method]
+        if diffs:
+            lo, hi = min(c["top1_diff_vs_ats"] for c in diffs), max(c["top1_diff_vs_ats"] for c in diffs)
+            sig = sum(1 for c in diffs if c["ci95"][0] > 0), sum(1 for c in diffs if c["ci95"][1] < 0)
+            out.append(f"{METHOD_NAMES[method]} against off-the-shelf ATS at matched GFLOPs: {lo:+.1f} to {hi:+.1f} "
+                       f"points over {len(diffs)} budgets ({sig[0]} significantly better than ATS, {sig[1]} worse).")
+    half = interpolate_curve([(p["gflops_per_view"], torch.tensor(p["top1"])) for p in r["curves"]["random"]],
+                             0.5 * d["gflops_per_view"])
+    if half is not None:
+        out.append(f"Random dropping at 50 % of dense GFLOPs: {float(half) - d['top1']:+.1f} points against dense "
+                   f"(the task was meant to make it lose >= 10).")
+    seeds = r.get("seed_runs", [])
+    if len(seeds) > 1 and all("ats_top1" in s for s in seeds):
+        out.append("Across training seeds " + "; ".join(
+            f"seed {s['seed']}: dense {s['dense_top1']:.1f}, fine-tuned ATS {s['ats_finetuned_top1']:.1f}, ATS off the "
+            f"shelf {s['ats_top1']:.1f}, random {s['random_top1']:.1f}" for s in seeds) + ".")
+    return out
 
 
 def update_readme(readme: str, block: str, begin: str = README_BEGIN, end: str = README_END) -> None:
