@@ -78,12 +78,12 @@ def table(rows) -> str:
 
 def run(args) -> int:
     from ..analysis.bench_accuracy import train_stage
-    from ..engine import distributed as D
+    from ..engine.distributed import DistInfo
     from ..engine.builders import check_writable_dir
     from ..engine.config import load_config
     from ..engine.evaluate import predictions_path
     from ..errors import UserError
-    from .test import run_test
+    from ..engine.test import run_test
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -111,7 +111,7 @@ def run(args) -> int:
     log(f"[3/4] fine-tuning it with ATS {ats_cfg['model']['ats']} ({ats_cfg['train']['epochs']} epochs)")
     ats_ckpt, _, t_ats = train_stage(out, "ats", ats_cfg, dense_key, log)
     log("[4/4] evaluating both, 1x3 views")
-    info = D.DistInfo()
+    info = DistInfo()
     rows = []
     for name, cfg, ckpt in (("TimeSformer-tiny (dense)", dense_cfg, dense_ckpt),
                             ("TimeSformer-tiny + ATS", ats_cfg, ats_ckpt)):
