@@ -89,7 +89,7 @@ def test_keyboard_interrupt_writes_a_whole_checkpoint(engine_data, engine_ov, tm
     T = importlib.import_module("video_ats.engine.train")
 
     calls = {"n": 0}
-    real = T.D.any_true
+    real = T.distributed.any_true
 
     def interrupt_on_fourth_batch(flag, device):
         calls["n"] += 1
@@ -97,10 +97,10 @@ def test_keyboard_interrupt_writes_a_whole_checkpoint(engine_data, engine_ov, tm
             raise KeyboardInterrupt
         return real(flag, device)
 
-    monkeypatch.setattr(T.D, "any_true", interrupt_on_fourth_batch)
+    monkeypatch.setattr(T.distributed, "any_true", interrupt_on_fourth_batch)
     with pytest.raises(KeyboardInterrupt):
         train(load_config(None, engine_ov(engine_data, tmp_path / "k", **{"train.batch_size": 2})))
-    monkeypatch.setattr(T.D, "any_true", real)
+    monkeypatch.setattr(T.distributed, "any_true", real)
     ck = read_checkpoint(tmp_path / "k" / "checkpoints" / "last.pt")
     assert ck["step"] == 3 and ck["step_in_epoch"] == 3
     assert not [f for f in os.listdir(tmp_path / "k" / "checkpoints") if ".tmp" in f]

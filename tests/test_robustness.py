@@ -291,7 +291,7 @@ def test_a_second_test_on_the_same_output_is_refused(tmp_path):
     out = str(tmp_path / "results.json")
     with FolderLock(out + ".lock", "x"):
         cfg = load_config(None, ["model.name=timesformer", "model.num_classes=4", "device=cpu"])
-        from video_ats.commands.test import run_test
+        from video_ats.engine.test import run_test
         from video_ats.engine.distributed import DistInfo
         with pytest.raises(UserError, match=f"test output {out} is in use .*pid {os.getpid()}"):
             run_test(cfg, None, out, DistInfo())

@@ -17,6 +17,7 @@ from typing import Dict, List, Optional
 
 import torch
 
+from .engine.device import autocast
 from .flops import count_gflops
 from .models import create_model
 from .models.sampling import ATS_PROFILE_LABEL
@@ -34,17 +35,11 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def _autocast(device, dtype):
-    if dtype is None or dtype == torch.float32:
-        return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype=dtype)
-
-
 def ats_share(model, x, device, dtype) -> float:
     """Fraction of one forward's wall time spent inside the ATS profiler label."""
     from torch.profiler import ProfilerActivity, profile
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with torch.no_grad(), _autocast(device, dtype):
+    with torch.no_grad(), autocast(device, dtype):
         model(x)
         _sync(device)
         with profile(activities=acts) as prof:
@@ -117,7 +112,7 @@ def run(model_name: str = "timesformer_base_8x224", batch_sizes=(1, 8), settings
         gflops = {name: count_gflops(m, x.cpu() if dev.type == "cpu" else x).mean().item() for name, m in models.items()}
         gflops["official"] = gflops["dense"]
         times: Dict[str, List[float]] = {name: [] for name in runners}
-        with torch.no_grad(), _autocast(dev, dtype):
+        with torch.no_grad(), autocast(dev, dtype):
             for _ in range(warmup):
                 for fn in runners.values():
                     fn(x)

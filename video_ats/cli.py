@@ -31,19 +31,12 @@ COMMANDS = {
 }
 
 
-def _available():
-    out = {}
-    for name, mod in COMMANDS.items():
-        try:
-            out[name] = importlib.import_module(f"video_ats.commands.{mod}")
-        except ModuleNotFoundError as exc:  # a command not shipped in this version
-            if exc.name != f"video_ats.commands.{mod}":
-                raise
-    return out
+def _command_modules():
+    return {name: importlib.import_module(f"video_ats.commands.{mod}") for name, mod in COMMANDS.items()}
 
 
 def build_parser(commands=None) -> argparse.ArgumentParser:
-    commands = _available() if commands is None else commands
+    commands = _command_modules() if commands is None else commands
     parser = argparse.ArgumentParser(
         prog="video-ats",
         description="Adaptive Token Sampling for video transformers (TimeSformer, X-ViT).",

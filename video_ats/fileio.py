@@ -100,13 +100,20 @@ def temp_path(path: str) -> str:
     return f"{path}.tmp.{os.getpid()}"
 
 
-def atomic_write(path, write: Callable, what: str = "file", binary: bool = True, hint: str = "") -> None:
+def atomic_write(path, write: Callable, what: str = "file", binary: bool = True, hint: str = "",
+                 make_parent: bool = False) -> None:
     """Write ``path`` atomically with ``write(fileobj)``; failures become one-line UserErrors.
 
     ``what`` names the file in the message ("checkpoint", "results"); ``hint`` is appended (e.g. "the
-    previous checkpoint is kept").
+    previous checkpoint is kept"). ``make_parent`` creates the folder first (off for run files: a run
+    folder removed while it runs is an error, not something to recreate).
     """
     path = os.fspath(path)
+    if make_parent:
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot write {what} {path}: {describe_os_error(exc)}") from None
     tmp = temp_path(path)
     rec = None
     try:
@@ -126,12 +133,13 @@ def atomic_write(path, write: Callable, what: str = "file", binary: bool = True,
             pass
 
 
-def atomic_write_text(path, text: str, what: str = "file", hint: str = "") -> None:
-    atomic_write(path, lambda f: f.write(text), what, binary=False, hint=hint)
+def atomic_write_text(path, text: str, what: str = "file", hint: str = "", make_parent: bool = False) -> None:
+    atomic_write(path, lambda f: f.write(text), what, binary=False, hint=hint, make_parent=make_parent)
 
 
-def atomic_write_json(path, obj, what: str = "file", hint: str = "", indent: int = 2) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n", what, hint)
+def atomic_write_json(path, obj, what: str = "file", hint: str = "", indent: int = 2,
+                      make_parent: bool = False) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n", what, hint, make_parent)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
+from .fileio import atomic_write, atomic_write_json
 
 CONFIG = "config.json"
 WEIGHTS = ("model.safetensors", "pytorch_model.bin")
@@ -252,7 +253,7 @@ def export_hf(model: nn.Module, out_dir: Union[str, os.PathLike], class_names: O
     """Write ``model`` (dense weights) as a transformers ``TimesformerForVideoClassification`` folder:
     ``config.json`` (with ``id2label`` from ``class_names``, the ATS settings under ``video_ats_ats`` and
     ``extra`` under ``video_ats``) and ``model.safetensors``. Returns the written paths."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
     from .ats import ATSConfig
     from .models.timesformer import TimeSformer, hf_config_from_model, ours_key_to_hf
 
@@ -276,14 +277,6 @@ def export_hf(model: nn.Module, out_dir: Union[str, os.PathLike], class_names: O
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     weights, cfg_path = os.path.join(out_dir, WEIGHTS[0]), os.path.join(out_dir, CONFIG)
-    tmp = f"{weights}.tmp.{os.getpid()}"
-    try:
-        save_file(state, tmp, metadata={"format": "pt"})
-        os.replace(tmp, weights)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    with open(cfg_path, "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=2)
-        f.write("\n")
+    atomic_write(weights, lambda f: f.write(save(state, metadata={"format": "pt"})), "weights")
+    atomic_write_json(cfg_path, config, "config")
     return {"config": cfg_path, "weights": weights}

@@ -33,6 +33,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from ..errors import UserError
+from ..fileio import atomic_write_json
 
 METHODS = ("ats", "ats_finetuned", "topk", "random", "tome")
 RESULTS_VERSION = 1
@@ -117,10 +118,7 @@ class Stage:
 
     def finish(self, **info) -> dict:
         info = dict(info, key=self.key, seconds=round(time.time() - self.t0, 1))
-        tmp = self.marker + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(info, f, indent=1)
-        os.replace(tmp, self.marker)
+        atomic_write_json(self.marker, info, "stage marker", indent=1)
         os.remove(self.pending)
         self.log(f"[{self.name}] done in {info['seconds']:.0f} s")
         return info
@@ -131,7 +129,7 @@ def train_stage(out: str, name: str, cfg: Dict[str, Any], upstream: str,
     """Train ``cfg`` in OUT/<name> as a cached :class:`Stage` keyed on the config (output folder and run
     name aside) and ``upstream`` (the key of what it starts from). Returns (checkpoint, key, seconds the
     training took when it ran)."""
-    from ..engine import distributed as D
+    from ..engine.distributed import DistInfo
     from ..engine.train import train
 
     folder = os.path.join(out, name)
@@ -143,7 +141,7 @@ def train_stage(out: str, name: str, cfg: Dict[str, Any], upstream: str,
     if info is None:
         log(f"[{name}] training {cfg['train']['epochs']} epochs (seed {cfg['seed']}, ats {cfg['model']['ats']})")
         stage.begin()
-        train(cfg, D.DistInfo())
+        train(cfg, DistInfo())
         info = stage.finish(checkpoint=ckpt)
     else:
         log(f"[{name}] cached ({info['seconds']:.0f} s when it ran)")
@@ -214,10 +212,11 @@ class TestViews:
     failures: List[dict] = field(default_factory=list)
 
 
-def decode_test_views(records, settings: Dict[str, Any], views: Tuple[int, int]) -> TestViews:
-    from . import common as A
+def decode_test_views(records, spec) -> TestViews:
+    """Every test view of ``records`` as the :class:`~video_ats.engine.eval_spec.EvalSpec` ``spec`` cuts them."""
+    from .common import decode_views
 
-    clips, meta, failures = A.decode_views(records, settings, views)
+    clips, meta, failures = decode_views(records, spec.settings, spec.views, spec.clip_position)
     if clips is None:
         raise UserError("no test video could be decoded")
     index = sorted({m["video_index"] for m in meta})
@@ -228,17 +227,23 @@ def decode_test_views(records, settings: Dict[str, Any], views: Tuple[int, int])
 
 
 @torch.no_grad()
-def evaluate_views(model, tv: TestViews, batch_size: int) -> Dict[str, Any]:
-    """Top-1/Top-5 over videos (softmax scores of a video's views averaged), per-video correctness,
-    GFLOPs per view (mean/std) and kept tokens per view of ``model`` on the decoded views."""
+def evaluate_views(model, tv: TestViews, batch_size: int, spec) -> Dict[str, Any]:
+    """Top-1/Top-5 over videos (a video's views combined as ``spec.combine`` says), per-video correctness,
+    GFLOPs per view (mean/std) and kept tokens per view of ``model`` on the decoded views, its forwards
+    in ``spec.precision``."""
     from ..engine.evaluate import topk_accuracy
-    from . import common as A
+    from .common import measure
 
-    res = A.measure(model, tv.clips, batch_size)
-    probs = torch.softmax(res["logits"].double(), dim=-1)
+    device = next(model.parameters()).device
+    with spec.autocast(device):
+        res = measure(model, tv.clips, batch_size, device)
+    logits = res["logits"].double()
+    # all videos at once: the views' softmax averaged (softmax_mean) or their logits summed (logit_sum)
+    per_view = torch.softmax(logits, dim=-1) if spec.combine == "softmax_mean" else logits
     n = tv.labels.numel()
-    scores = torch.zeros(n, probs.shape[1], dtype=torch.float64).index_add_(0, tv.video, probs)
-    scores /= torch.bincount(tv.video, minlength=n).clamp_min(1).unsqueeze(1).double()
+    scores = torch.zeros(n, per_view.shape[1], dtype=torch.float64).index_add_(0, tv.video, per_view)
+    if spec.combine == "softmax_mean":
+        scores /= torch.bincount(tv.video, minlength=n).clamp_min(1).unsqueeze(1).double()
     correct = (scores.argmax(dim=1) == tv.labels).double()
     g = res["gflops"].double()
     return {"top1": round(float(correct.mean()) * 100, 4),
@@ -260,6 +265,7 @@ class Bench:
         self.out = os.path.abspath(spec.out)
         self.times: Dict[str, float] = {}
         self._views: Dict[str, TestViews] = {}     # decoded views per split ("test", "val")
+        self._eval_spec = None           # the EvalSpec the views were cut with (set with the first)
         self._views_ready = 0.0
 
     # -- data ------------------------------------------------------------------------------------------
@@ -306,12 +312,17 @@ class Bench:
 
     # -- evaluation ------------------------------------------------------------------------------------
     def _views_of(self, cfg, model, paths, split: str = "test") -> TestViews:
+        """The views of ``split``, decoded once as the first evaluated config's EvalSpec cuts them (every
+        config of the benchmark has the same data and test settings)."""
         if split not in self._views:
-            from ..engine.builders import model_data_settings, read_split
+            from ..engine.builders import read_split
+            from ..engine.eval_spec import eval_spec
 
             t0 = time.time()
             records, _ = read_split(paths[f"{split}_csv"], cfg, "test")
-            views = self._views[split] = decode_test_views(records, model_data_settings(cfg, model), self.spec.views)
+            if self._eval_spec is None:
+                self._eval_spec = eval_spec(cfg, model, views=self.spec.views)
+            views = self._views[split] = decode_test_views(records, self._eval_spec)
             self.log(f"[decode] {len(views.paths)} {split} videos, {views.clips.shape[0]} views, "
                      f"{len(views.failures)} failed, in {time.time() - t0:.0f} s")
             self.times[f"decode_{split}_views"] = round(time.time() - t0, 1)
@@ -342,10 +353,10 @@ class Bench:
             _set_reduction(model, method, reduction)
             views = self._views_of(cfg, model, paths, split)
             t_point = max(t_point, self._views_ready)             # decoding is its own stage
-            res = evaluate_views(model, views, self.spec.batch_size)
+            res = evaluate_views(model, views, self.spec.batch_size, self._eval_spec)
             res.update(key=key, id=pid, method=method, reduction=reduction, seconds=round(time.time() - t_point, 1))
             seconds += res["seconds"]
-            _write_json(res, path)
+            atomic_write_json(path, res, "evaluation", indent=1, make_parent=True)
             out[pid] = res
             self.log(f"[eval {tag} {split}] {pid:28s} Top-1 {res['top1']:6.2f}  GFLOPs/view {res['gflops_per_view']:.4f}"
                      f"  ({res['seconds']:.0f} s)")
@@ -421,7 +432,8 @@ class Bench:
         result = self.summarize(main, seed_runs, base, paths)
         result["val_probe"] = probe
         result["seconds"] = {"total_this_run": round(time.time() - t_all, 1), "stages": self.times}
-        _write_json(result, os.path.join(self.out, "accuracy_benchmark.json"))
+        atomic_write_json(os.path.join(self.out, "accuracy_benchmark.json"), result, "results", indent=1,
+                          make_parent=True)
         self.pictures(main, result, paths)
         return result
 
@@ -443,7 +455,8 @@ class Bench:
         tv = self._views_of(dense_cfg, model, paths, "test")
         centre = torch.arange(tv.clips.shape[0]) % self.spec.views[1] == self.spec.views[1] // 2
         picks = [int(i) for i in (n_tok.masked_fill(~centre, 1 << 30).argmin(), n_tok.masked_fill(~centre, -1).argmax())]
-        res = measure(model, tv.clips[picks], batch_size=len(picks), with_positions=True)
+        with self._eval_spec.autocast(next(model.parameters()).device):
+            res = measure(model, tv.clips[picks], batch_size=len(picks), with_positions=True)
         frames = [clip_to_frames(tv.clips[i], model.config["mean"], model.config["std"]) for i in picks]
         _, hp, wp = frames[0].shape[0], frames[0].shape[1] // model.patch_size, frames[0].shape[2] // model.patch_size
         stacked = {b: torch.cat([torch.stack([pos[:, 0], pos[:, 1] + k * hp * wp], dim=1)  # clips one above the other
@@ -501,7 +514,7 @@ class Bench:
             "model": {"name": recipe["model"]["name"], **recipe["model"]["kwargs"]},
             "ats_blocks": list(base["blocks"]), "ats_base_num_tokens": list(base["num_tokens"]),
             "tome_blocks": list(self.spec.tome_blocks),
-            "views": f"{self.spec.views[0]}x{self.spec.views[1]}", "combine": "softmax_mean",
+            "views": f"{self.spec.views[0]}x{self.spec.views[1]}", "combine": dense_cfg["test"]["combine"],
             "num_val_videos": len(dense["correct"]),      # the evaluated *test* videos (the issue's field name)
             "num_failed_videos": len(self._views["test"].failures) if "test" in self._views else None,   # None: all evaluations cached
             "dense": {"top1": dense["top1"], "top5": dense["top5"], "gflops_per_view": dense["gflops_per_view"]},
@@ -538,15 +551,6 @@ def _read_json(path: str) -> Optional[dict]:
             return json.load(f)
     except (OSError, ValueError):
         return None
-
-
-def _write_json(obj: Any, path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def _json_safe(d: Dict[str, Any]) -> Dict[str, Any]:

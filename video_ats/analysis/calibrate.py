@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 import yaml
 
+from ..engine.device import autocast
 from ..errors import UserError
-from . import common as A
+from ..fileio import atomic_write_text
+from . import common
 
 TOLERANCE = 0.02
 
@@ -24,19 +26,21 @@ TOLERANCE = 0.02
 class _Trials:
     """GFLOPs mean per distinct K tuple (cached: different s often round to the same K)."""
 
-    def __init__(self, model, clips, base: Dict[str, Any], batch_size: int, device, progress=None):
+    def __init__(self, model, clips, base: Dict[str, Any], batch_size: int, device, precision: str = "float32",
+                 progress=None):
         self.model, self.clips, self.base, self.batch_size, self.device = model, clips, base, batch_size, device
-        self.progress = progress
+        self.precision, self.progress = precision, progress
         self.cache: Dict[Tuple, float] = {}
         self.log: List[Dict[str, Any]] = []
 
     def __call__(self, s: float) -> Tuple[float, List]:
-        ks = A.scale_num_tokens(self.base["num_tokens"], s)
+        ks = common.scale_num_tokens(self.base["num_tokens"], s)
         key = tuple(ks)
         if key not in self.cache:
             t0 = time.perf_counter()
             self.model.set_ats(dict(self.base, num_tokens=ks))
-            g = A.measure(self.model, self.clips, self.batch_size, self.device)["gflops"]
+            with autocast(self.device, self.precision):
+                g = common.measure(self.model, self.clips, self.batch_size, self.device)["gflops"]
             self.cache[key] = float(g.mean())
             self.log.append({"scale": s, "num_tokens": ks, "gflops_mean": self.cache[key]})
             if self.progress:
@@ -50,8 +54,11 @@ class _Trials:
 
 
 def calibrate(model, clips: torch.Tensor, settings: Dict[str, Any], target: float, tolerance: float = TOLERANCE,
-              batch_size: int = 8, device=None, max_iter: int = 40, progress=None) -> Dict[str, Any]:
-    """Search s for ``model`` (with ATS) on decoded ``clips``; returns the result dict (see module doc)."""
+              batch_size: int = 8, device=None, max_iter: int = 40, progress=None,
+              precision: str = "float32") -> Dict[str, Any]:
+    """Search s for ``model`` (with ATS) on decoded ``clips``, its forwards in ``precision`` (the
+    evaluation's: ATS keeps tokens by attention scores, which the precision moves a little); returns the
+    result dict (see module doc)."""
     from ..engine.evaluate import dense_gflops
 
     if getattr(model, "ats", None) is None:
@@ -61,9 +68,9 @@ def calibrate(model, clips: torch.Tensor, settings: Dict[str, Any], target: floa
     base = model.ats.as_dict()
     device = device or next(model.parameters()).device
     dense = dense_gflops(model, settings, device)
-    trials = _Trials(model, clips, base, batch_size, device, progress)
-    full = A.num_patch_tokens(model, settings)
-    s_hi = A.full_scale(base["num_tokens"], full)
+    trials = _Trials(model, clips, base, batch_size, device, precision, progress)
+    full = common.num_patch_tokens(model, settings)
+    s_hi = common.full_scale(base["num_tokens"], full)
     s_lo = min(((0.5 / full) / k if isinstance(k, float) else 0.5 / k) for k in base["num_tokens"])
     g_lo, _ = trials(s_lo)
     g_hi, _ = trials(s_hi)
@@ -94,7 +101,8 @@ def calibrate(model, clips: torch.Tensor, settings: Dict[str, Any], target: floa
             else:
                 hi = mid
             best = _best(trials, target)
-            if A.scale_num_tokens(base["num_tokens"], lo) == A.scale_num_tokens(base["num_tokens"], hi) or hi - lo < 1e-9:
+            same_k = common.scale_num_tokens(base["num_tokens"], lo) == common.scale_num_tokens(base["num_tokens"], hi)
+            if same_k or hi - lo < 1e-9:
                 break
         if best is None or best[0] < low:                  # non-monotone or coarse steps: scan the range
             for i in range(1, 33):
@@ -130,33 +138,35 @@ def _best(trials: _Trials, target: float) -> Optional[Tuple[float, List]]:
 
 def run_calibration(cfg: Dict[str, Any], checkpoint: Optional[str], annotations: str, target: float,
                     data_root: Optional[str] = None, max_videos: Optional[int] = None,
-                    views: Optional[Tuple[int, int]] = None, batch_size: int = 8,
+                    views: Union[None, str, Tuple[int, int]] = None, batch_size: int = 8,
                     tolerance: float = TOLERANCE, progress=None) -> Dict[str, Any]:
-    """``progress``: a callable given one line per step (decoding, each trial), e.g. ``print``."""
-    """Config + checkpoint + annotation file -> calibration result (clips decoded once)."""
-    from ..engine.builders import model_data_settings, read_split
-    from ..engine.config import parse_views
+    """Config + checkpoint + annotation file -> calibration result (clips decoded once, cut and run as the
+    config's EvalSpec says; ``views``: a ``--views`` text or (clips, crops), default ``test.views``).
+    ``progress``: a callable given one line per step (decoding, each trial), e.g. ``print``."""
+    from ..engine.builders import read_split
+    from ..engine.eval_spec import eval_spec
 
-    model = A.build_eval_model(cfg, checkpoint, need_ats=True, what="calibrate")
-    device = A.resolve_device(cfg)
+    model = common.build_eval_model(cfg, checkpoint, need_ats=True, what="calibrate")
+    spec = eval_spec(cfg, model, views=views)
+    device = torch.device(spec.device)
     model.to(device)
-    settings = model_data_settings(cfg, model)
     records, _ = read_split(annotations, cfg, "calibration", data_root=data_root)
-    views = views or parse_views(cfg["test"]["views"], "test.views")
+    views = spec.views
     n = min(len(records), max_videos) if max_videos else len(records)
     t0 = time.perf_counter()
     if progress:
         progress(f"decoding {n} videos x {views[0] * views[1]} views ...")
-    clips, meta, failures = A.decode_views(records, settings, views, cfg["test"]["clip_position"], max_videos)
+    clips, meta, failures = common.decode_views(records, spec.settings, views, spec.clip_position, max_videos)
     if progress:
         progress(f"decoded {0 if clips is None else clips.shape[0]} views in {time.perf_counter() - t0:.1f} s "
                  f"({len(failures)} videos failed); searching K, one forward over all views per trial")
     if clips is None:
         raise UserError(f"{annotations}: no clip could be decoded (first failure: "
                         f"{failures[0]['path']}: {failures[0]['error']})" if failures else f"{annotations}: no clips")
-    out = calibrate(model, clips, settings, target, tolerance, batch_size, device, progress=progress)
+    out = calibrate(model, clips, spec.settings, target, tolerance, batch_size, device, progress=progress,
+                    precision=spec.precision)
     out.update(num_videos=len({m["video_index"] for m in meta}), num_failed=len(failures), failed=failures,
-               views=f"{views[0]}x{views[1]}")
+               views=spec.views_text)
     return out
 
 
@@ -171,11 +181,6 @@ def write_override(result: Dict[str, Any], path: str, base_config: Optional[str]
               f"GFLOPs/view (target {result['target_gflops']:.4g}, dense {result['dense_gflops']:.4g}),\n"
               f"# measured on {result['num_views']} views ({result['views']}) in {result['evaluations']} "
               "evaluations. Use as --config, or merge the model.ats section into another recipe.\n")
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(header)
-            yaml.safe_dump(data, f, sort_keys=False, default_flow_style=None)
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+    atomic_write_text(path, header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None),
+                      "calibration override", make_parent=True)
     return path

@@ -3,7 +3,6 @@ with the FLOP meter, kept-token positions (as the models record them), K scaling
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -67,13 +66,6 @@ def build_eval_model(cfg: Dict[str, Any], checkpoint: Optional[str], need_ats: b
               "tokens of a trained model differ)", file=sys.stderr, flush=True)
     model.eval()
     return model
-
-
-def resolve_device(cfg: Dict[str, Any]) -> torch.device:
-    dev = cfg.get("device", "auto")
-    if dev == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(dev)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,17 +231,7 @@ def ats_dict(model_or_cfg) -> Dict[str, Any]:
 
 
 def k_bound(num_tokens, n_in: torch.Tensor) -> torch.Tensor:
-    """K resolved on ``n_in`` incoming tokens (ceil for fractions), capped at ``n_in``."""
-    if isinstance(num_tokens, float):
-        k = torch.ceil(n_in.double() * num_tokens).long().clamp(min=1)
-    else:
-        k = torch.full_like(n_in, int(num_tokens))
-    return torch.minimum(k, n_in)
+    """K resolved on ``n_in`` incoming tokens as ATS resolves it (ceil for fractions), capped at ``n_in``."""
+    from ..ats import resolve_num_samples
 
-
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b) if b else 0
-
-
-__all__ = ["build_eval_model", "records_from_inputs", "decode_views", "measure", "stats", "KeptPositions",
-           "scale_num_tokens", "full_scale", "num_patch_tokens", "k_bound", "resolve_device", "math"]
+    return torch.minimum(resolve_num_samples(num_tokens, n_in), n_in)

@@ -21,7 +21,7 @@ import torch
 
 from ..errors import UserError
 from ..flops import FlopMeter
-from . import common as A
+from . import common
 
 EXTRA_VIDEO_EXTENSIONS = (".avi", ".mov", ".m4v", ".mpg", ".mpeg")
 
@@ -52,23 +52,24 @@ def expand_inputs(inputs: Sequence[str]) -> List[Tuple[str, Optional[str]]]:
 def resolve_config(config: Union[None, str, Dict[str, Any]], checkpoint_obj: Optional[dict],
                    overrides: Sequence[str] = ()) -> Dict[str, Any]:
     """``config`` (a path or a loaded config) or else the config stored in the checkpoint, + overrides."""
-    from ..engine import config as C
+    from ..engine import config as config_module
 
     if isinstance(config, dict):
-        return C.validate(C.apply_overrides(copy.deepcopy(config), overrides))
+        return config_module.validate(config_module.apply_overrides(copy.deepcopy(config), overrides))
     if config is not None:
-        return C.load_config(config, overrides)
+        return config_module.load_config(config, overrides)
     stored = checkpoint_obj.get("config") if isinstance(checkpoint_obj, dict) else None
     if not isinstance(stored, dict):
         raise UserError("predict needs --config: no checkpoint given, or the checkpoint stores no config "
                         "(official checkpoints do not); pass the recipe the model was trained with")
-    cfg = C.default_config()
+    cfg = config_module.default_config()
     try:
-        C._merge(cfg, {k: v for k, v in stored.items() if k in C.SCHEMA}, C.SCHEMA, "")
+        config_module._merge(cfg, {k: v for k, v in stored.items() if k in config_module.SCHEMA},
+                             config_module.SCHEMA, "")
     except UserError as exc:
         raise UserError(f"the config stored in the checkpoint does not load ({exc}); pass --config") from None
     cfg["model"]["pretrained"] = None            # the checkpoint itself provides the weights
-    return C.validate(C.apply_overrides(cfg, overrides))
+    return config_module.validate(config_module.apply_overrides(cfg, overrides))
 
 
 def class_names_for(cfg: Dict[str, Any], model, label_map: Optional[str]) -> Tuple[List[str], str]:
@@ -94,34 +95,36 @@ def class_names_for(cfg: Dict[str, Any], model, label_map: Optional[str]) -> Tup
 
 
 @torch.no_grad()
-def _predict_one(model, path: str, settings, views, cfg, batch_size: int, device, with_positions: bool):
+def _predict_one(model, path: str, spec, batch_size: int, with_positions: bool):
+    """Logits, GFLOPs and kept tokens of every test view of one video (the clips decoded once)."""
     from ..data import MultiViewDataset, VideoRecord
     from ..data.decode import DecodeError
 
-    ds = MultiViewDataset([VideoRecord(path, -1)], settings["num_frames"], settings["sampling_rate"],
-                          crop_size=settings["crop_size"], num_clips=views[0], num_crops=views[1],
-                          mean=settings["mean"], std=settings["std"], clip_position=cfg["test"]["clip_position"],
-                          target_fps=settings["target_fps"], frame_spacing=settings["frame_spacing"],
-                          resize=settings.get("test_resize", "decoder"))
+    ds = MultiViewDataset([VideoRecord(path, -1)], spec.num_frames, spec.sampling_rate, crop_size=spec.crop_size,
+                          num_clips=spec.views[0], num_crops=spec.views[1], mean=spec.mean, std=spec.std,
+                          clip_position=spec.clip_position, target_fps=spec.target_fps,
+                          frame_spacing=spec.frame_spacing, resize=spec.resize)
     clips = []
-    for c in range(views[0]):
+    for c in range(spec.views[0]):
         try:
             clips.append(ds.load(ds.records[0], c))
         except DecodeError as exc:
             return None, exc.reason
     x_all = torch.cat(clips)                                     # (views, 3, T, c, c)
+    device = torch.device(spec.device)
     logits, gflops, kept, positions = [], [], {}, {}
     for start in range(0, x_all.shape[0], batch_size):
         x = x_all[start:start + batch_size].to(device)
         meter = FlopMeter(x.shape[0], device=device)
-        hooks = A.KeptPositions(model) if with_positions else None
-        if hooks is not None:
-            with hooks:
+        hooks = common.KeptPositions(model) if with_positions else None
+        with spec.autocast():
+            if hooks is not None:
+                with hooks:
+                    logits.append(model(x, flop_meter=meter).float().cpu())
+                for b, lst in hooks.positions.items():
+                    positions.setdefault(b, []).extend(lst)
+            else:
                 logits.append(model(x, flop_meter=meter).float().cpu())
-            for b, lst in hooks.positions.items():
-                positions.setdefault(b, []).extend(lst)
-        else:
-            logits.append(model(x, flop_meter=meter).float().cpu())
         gflops.append(meter.gflops.cpu())
         for b, t in (getattr(model, "last_kept_tokens", None) or {}).items():
             kept.setdefault(int(b), []).append(t.cpu())
@@ -144,8 +147,7 @@ def predict(inputs: Union[str, Sequence[str]], config: Union[None, str, Dict[str
     video (ATS models). ``progress``: a callable given one line per finished video.
     """
     from ..checkpoint import read_checkpoint
-    from ..engine.builders import model_data_settings
-    from ..engine.config import parse_views
+    from ..engine.eval_spec import eval_spec
     from ..engine.evaluate import dense_gflops, view_probabilities
 
     if isinstance(inputs, (str, os.PathLike)):
@@ -158,14 +160,12 @@ def predict(inputs: Union[str, Sequence[str]], config: Union[None, str, Dict[str
         raise UserError(f"checkpoint {checkpoint}: not found")
     obj = read_checkpoint(checkpoint) if checkpoint else None
     cfg = resolve_config(config, obj, overrides)
-    model = A.build_eval_model(cfg, checkpoint, need_ats=False, what="predict", checkpoint_obj=obj)
+    model = common.build_eval_model(cfg, checkpoint, need_ats=False, what="predict", checkpoint_obj=obj)
     del obj
-    device = A.resolve_device(cfg)
+    spec = eval_spec(cfg, model, views=views)
+    device = torch.device(spec.device)
     model.to(device)
-    settings = model_data_settings(cfg, model)
-    if views is None:
-        views = cfg["test"]["views"]
-    views = parse_views(views, "--views") if isinstance(views, str) else tuple(views)
+    settings = spec.settings
     names, _ = class_names_for(cfg, model, label_map)
     has_ats = getattr(model, "ats", None) is not None
     dense = dense_gflops(model, settings, device)
@@ -174,12 +174,12 @@ def predict(inputs: Union[str, Sequence[str]], config: Union[None, str, Dict[str
     results: List[Dict[str, Any]] = []
     for i, (path, error) in enumerate(expand_inputs(inputs)):
         entry: Dict[str, Any] = {"path": path, "top5": [], "gflops_per_view": {"dense": dense, "ats": None},
-                                 "kept_tokens": {}, "views": f"{views[0]}x{views[1]}", "error": error}
+                                 "kept_tokens": {}, "views": spec.views_text, "error": error}
         if error is None:
-            out, error = _predict_one(model, path, settings, views, cfg, batch_size, device, with_positions)
+            out, error = _predict_one(model, path, spec, batch_size, with_positions)
             entry["error"] = error
         if error is None:
-            probs = view_probabilities(out["logits"], cfg["test"]["combine"])
+            probs = view_probabilities(out["logits"], spec.combine)
             p, idx = probs.topk(k)
             entry["top5"] = [{"label": names[j], "prob": round(float(q), 4)} for q, j in zip(p.tolist(), idx.tolist())]
             g = float(out["gflops"].mean())
@@ -197,15 +197,15 @@ def predict(inputs: Union[str, Sequence[str]], config: Union[None, str, Dict[str
 
 
 def _overlay(plots_dir: str, n: int, path: str, model, settings, out, entry) -> str:
-    from . import plots as P
+    from . import plots
 
-    frames = P.clip_to_frames(out["clips"][0], settings["mean"], settings["std"])
+    frames = plots.clip_to_frames(out["clips"][0], settings["mean"], settings["std"])
     name = os.path.splitext(os.path.basename(path))[0]
     top = entry["top5"][0]
-    return P.plot_token_overlay(frames, {b: out["positions"][b][0] for b in out["positions"]}, model.patch_size,
-                                os.path.join(plots_dir, f"tokens_{n:03d}_{name}.png"),
-                                title=f"{os.path.basename(path)}: {top['label']} ({top['prob']:.2f}), view 1 "
-                                      f"{float(out['gflops'][0]):.4g} GFLOPs")
+    return plots.plot_token_overlay(frames, {b: out["positions"][b][0] for b in out["positions"]}, model.patch_size,
+                                    os.path.join(plots_dir, f"tokens_{n:03d}_{name}.png"),
+                                    title=f"{os.path.basename(path)}: {top['label']} ({top['prob']:.2f}), view 1 "
+                                          f"{float(out['gflops'][0]):.4g} GFLOPs")
 
 
 def format_entry(e: Dict[str, Any]) -> str:

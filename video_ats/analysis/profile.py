@@ -2,54 +2,57 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from ..errors import UserError
-from ..fileio import atomic_write_json, describe_os_error
-from . import common as A
+from . import common
 
 
 def profile(cfg: Dict[str, Any], inputs: Sequence[str], checkpoint: Optional[str] = None,
-            views: Tuple[int, int] = (1, 3), batch_size: int = 8, data_root: Optional[str] = None,
+            views: Union[None, str, Tuple[int, int]] = None, batch_size: int = 8, data_root: Optional[str] = None,
             plots_dir: Optional[str] = None, max_videos: Optional[int] = None) -> Dict[str, Any]:
-    """Profile the config's ATS model on the views of ``inputs``; returns the JSON-ready report."""
-    from ..engine.builders import model_data_settings
+    """Profile the config's ATS model on the views of ``inputs`` (``views``: a ``--views`` text or (clips,
+    crops), default ``test.views``); returns the JSON-ready report."""
+    from ..engine.eval_spec import eval_spec
     from ..engine.evaluate import dense_gflops
 
-    model = A.build_eval_model(cfg, checkpoint, need_ats=True, what="profile")
-    device = A.resolve_device(cfg)
+    model = common.build_eval_model(cfg, checkpoint, need_ats=True, what="profile")
+    spec = eval_spec(cfg, model, views=views)
+    device = torch.device(spec.device)
     model.to(device)
-    settings = model_data_settings(cfg, model)
-    records, failures = A.records_from_inputs(inputs, cfg, data_root)
-    clips, meta, bad = A.decode_views(records, settings, views, cfg["test"]["clip_position"], max_videos)
+    settings = spec.settings
+    views = spec.views
+    records, failures = common.records_from_inputs(inputs, cfg, data_root)
+    clips, meta, bad = common.decode_views(records, settings, views, spec.clip_position, max_videos)
     failures += bad
     report: Dict[str, Any] = {
         "model": cfg["model"]["name"], "config": cfg["name"], "checkpoint": os.path.abspath(checkpoint) if checkpoint else None,
-        "ats": A.ats_dict(model), "views": f"{views[0]}x{views[1]}", "frames": settings["num_frames"],
+        "ats": common.ats_dict(model), "views": f"{views[0]}x{views[1]}", "frames": settings["num_frames"],
         "crop_size": settings["crop_size"], "num_videos": len({m["video_index"] for m in meta}),
         "num_views": len(meta), "num_failed": len(failures), "failed": failures,
         "gflops_convention": "fvcore (one multiply-add = one FLOP), per view, on the tokens it kept",
     }
     if clips is None:
         raise UserError("no view could be decoded: " + "; ".join(f"{f['path']}: {f['error']}" for f in failures[:3]))
-    res = A.measure(model, clips, batch_size, device, with_positions=plots_dir is not None)
+    with spec.autocast():
+        res = common.measure(model, clips, batch_size, device, with_positions=plots_dir is not None)
     dense = dense_gflops(model, settings, device)
-    full = A.num_patch_tokens(model, settings) if hasattr(model, "patch_size") else None
+    full = common.num_patch_tokens(model, settings) if hasattr(model, "patch_size") else None
     report["patch_tokens"] = full
     report["gflops_per_view"] = {"dense": {"mean": dense, "std": 0.0, "min": dense, "max": dense},
-                                 "ats": A.stats(res["gflops"])}
+                                 "ats": common.stats(res["gflops"])}
     report["gflops_reduction"] = 1.0 - report["gflops_per_view"]["ats"]["mean"] / dense if dense else None
     blocks = {}
     n_in = torch.full((clips.shape[0],), full or 0, dtype=torch.long)
     for b in sorted(res["kept"]):
         k = model.ats.num_tokens_at(b)
         kept = res["kept"][b]
-        entry = {"num_tokens": k, "kept": A.stats(kept)}
+        entry = {"num_tokens": k, "kept": common.stats(kept)}
         if full:
-            bound = A.k_bound(k, n_in)
-            entry["k_bound"] = A.stats(bound)
+            bound = common.k_bound(k, n_in)
+            entry["k_bound"] = common.stats(bound)
             entry["within_bound"] = bool((kept <= bound.clamp(min=model.ats.min_tokens)).all())
             n_in = kept.long()
         blocks[str(b)] = entry
@@ -62,14 +65,14 @@ def profile(cfg: Dict[str, Any], inputs: Sequence[str], checkpoint: Optional[str
 
 
 def write_profile_plots(plots_dir: str, model, settings, clips, meta, res, report) -> List[str]:
-    from . import plots as P
+    from . import plots
 
     os.makedirs(plots_dir, exist_ok=True)
     out = []
     ks = {b: model.ats.num_tokens_at(b) for b in res["kept"]}
-    out.append(P.plot_kept_histograms({b: res["kept"][b].tolist() for b in res["kept"]},
-                                      os.path.join(plots_dir, "kept_tokens_hist.png"), ks, report.get("patch_tokens"),
-                                      title=f"{report['model']} ATS"))
+    out.append(plots.plot_kept_histograms({b: res["kept"][b].tolist() for b in res["kept"]},
+                                          os.path.join(plots_dir, "kept_tokens_hist.png"), ks,
+                                          report.get("patch_tokens"), title=f"{report['model']} ATS"))
     positions = res.get("positions") or {}
     if positions and hasattr(model, "patch_size"):
         seen = set()
@@ -77,12 +80,12 @@ def write_profile_plots(plots_dir: str, model, settings, clips, meta, res, repor
             if m["video_index"] in seen:
                 continue
             seen.add(m["video_index"])
-            frames = P.clip_to_frames(clips[i], settings["mean"], settings["std"])
+            frames = plots.clip_to_frames(clips[i], settings["mean"], settings["std"])
             name = os.path.splitext(os.path.basename(m["path"]))[0]
             path = os.path.join(plots_dir, f"tokens_{len(seen) - 1:03d}_{name}.png")
-            out.append(P.plot_token_overlay(frames, {b: positions[b][i] for b in positions}, model.patch_size, path,
-                                            title=f"{os.path.basename(m['path'])} (clip {m['clip_index']}, "
-                                                  f"crop {m['crop_index']}): {res['gflops'][i]:.3g} GFLOPs"))
+            out.append(plots.plot_token_overlay(frames, {b: positions[b][i] for b in positions}, model.patch_size,
+                                                path, title=f"{os.path.basename(m['path'])} (clip {m['clip_index']}, "
+                                                            f"crop {m['crop_index']}): {res['gflops'][i]:.3g} GFLOPs"))
             if len(seen) >= 16:
                 break
     else:
@@ -107,12 +110,3 @@ def format_report(r: Dict[str, Any]) -> str:
     for f in r["failed"]:
         lines.append(f"failed: {f['path']}: {f['error']}")
     return "\n".join(lines)
-
-
-def write_json(obj, path: str) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(d, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: {describe_os_error(exc)}") from None
-    atomic_write_json(path, obj, "file")

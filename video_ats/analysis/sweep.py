@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import UserError
-from . import common as A
+from . import common
 
 COLUMNS = ("selection", "scale", "num_tokens", "top1", "top5", "gflops_mean", "gflops_std", "num_videos",
            "num_failed")
 
 
 def sweep(cfg: Dict[str, Any], checkpoint: Optional[str], annotations: str, scales: Sequence[float],
-          selections: Sequence[str], views: Tuple[int, int], data_root: Optional[str] = None,
+          selections: Sequence[str], views: Union[None, str, Tuple[int, int]] = None, data_root: Optional[str] = None,
           max_videos: Optional[int] = None, progress=print) -> Dict[str, Any]:
+    """Evaluate the config's model dense and with every selection x K scale; ``views``: a ``--views`` text or
+    (clips, crops), default ``test.views``. Every run evaluates as the config's EvalSpec says."""
     from ..ats import SELECTIONS
-    from ..engine.builders import model_data_settings, read_split
+    from ..engine.builders import read_split
+    from ..engine.eval_spec import eval_spec
     from ..engine.evaluate import evaluate
 
     bad = [s for s in selections if s not in SELECTIONS]
@@ -25,10 +28,10 @@ def sweep(cfg: Dict[str, Any], checkpoint: Optional[str], annotations: str, scal
         raise UserError(f"unknown selection(s) {bad}; use {list(SELECTIONS)}")
     if any(not s > 0 for s in scales):
         raise UserError(f"--scales must be positive, got {list(scales)}")
-    model = A.build_eval_model(cfg, checkpoint, need_ats=True, what="sweep")
-    device = A.resolve_device(cfg)
-    model.to(device)
-    settings = model_data_settings(cfg, model)
+    model = common.build_eval_model(cfg, checkpoint, need_ats=True, what="sweep")
+    # no DataLoader workers: a sweep starts 1 + selections x scales evaluations, each would start its own
+    spec = eval_spec(cfg, model, views=views, num_workers=0)
+    model.to(spec.device)
     records, _ = read_split(annotations, cfg, "sweep", data_root=data_root, class_names=model.class_names,
                             names_from=f"the class names of {checkpoint}")
     if max_videos:
@@ -37,14 +40,12 @@ def sweep(cfg: Dict[str, Any], checkpoint: Optional[str], annotations: str, scal
     runs: List[Tuple[str, Optional[float], Optional[Dict[str, Any]]]] = [("dense", None, None)]
     for sel in selections:
         for s in scales:
-            runs.append((sel, s, dict(base, selection=sel, num_tokens=A.scale_num_tokens(base["num_tokens"], s))))
+            runs.append((sel, s, dict(base, selection=sel, num_tokens=common.scale_num_tokens(base["num_tokens"], s))))
     rows = []
     try:
         for sel, s, ats in runs:
             model.set_ats(ats)
-            r = evaluate(model, records, settings, views=views, combine=cfg["test"]["combine"],
-                         clip_position=cfg["test"]["clip_position"], batch_videos=cfg["test"]["batch_size"],
-                         num_classes=cfg["model"]["num_classes"], device=device, num_workers=0)
+            r = evaluate(model, records, spec, num_classes=cfg["model"]["num_classes"])
             g = r.get("gflops_per_view") or {}
             row = {"selection": sel, "scale": s, "num_tokens": ats["num_tokens"] if ats else None,
                    "top1": r["top1"], "top5": r["top5"], "gflops_mean": g.get("mean"), "gflops_std": g.get("std"),
@@ -57,7 +58,7 @@ def sweep(cfg: Dict[str, Any], checkpoint: Optional[str], annotations: str, scal
         model.set_ats(base)
     if all(r["num_videos"] == 0 for r in rows):
         raise UserError(f"{annotations}: no video could be evaluated")
-    return {"model": cfg["model"]["name"], "config": cfg["name"], "ats": base, "views": f"{views[0]}x{views[1]}",
+    return {"model": cfg["model"]["name"], "config": cfg["name"], "ats": base, "views": spec.views_text,
             "checkpoint": os.path.abspath(checkpoint) if checkpoint else None,
             "annotations": os.path.abspath(annotations), "dense_gflops": rows[0]["gflops_mean"], "rows": rows}
 
@@ -75,13 +76,12 @@ HEADER = f"{'select':8s} {'scale':>6s} {'K':>20s} {'top1':>7s} {'top5':>7s} {'GF
 
 
 def write_outputs(result: Dict[str, Any], out_dir: str) -> Dict[str, str]:
-    from .plots import plot_accuracy_vs_gflops
-    from .profile import write_json
-
+    from ..fileio import atomic_write_json
     from ..numfmt import round_floats
+    from .plots import plot_accuracy_vs_gflops
 
     result = round_floats(result)
-    write_json(result, os.path.join(out_dir, "sweep.json"))
+    atomic_write_json(os.path.join(out_dir, "sweep.json"), result, make_parent=True)
     csv_path = os.path.join(out_dir, "sweep.csv")
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)

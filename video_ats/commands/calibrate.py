@@ -23,18 +23,18 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..engine import config as C
-    from ..analysis import calibrate as K
+    from ..analysis import calibrate
+    from ..engine.config import load_config
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    cfg = C.load_config(args.config, args.overrides)
-    views = C.parse_views(args.views, "--views") if args.views else None
+    cfg = load_config(args.config, args.overrides)
+
     def progress(line: str) -> None:       # stderr: stdout keeps the result lines only
         print(f"calibrate: {line}", file=sys.stderr, flush=True)
 
-    res = K.run_calibration(cfg, args.checkpoint, args.annotations, args.target_gflops, args.data_root,
-                            args.max_videos, views, args.batch_size, args.tolerance, progress=progress)
-    K.write_override(res, args.output, args.config)
+    res = calibrate.run_calibration(cfg, args.checkpoint, args.annotations, args.target_gflops, args.data_root,
+                                    args.max_videos, args.views, args.batch_size, args.tolerance, progress=progress)
+    calibrate.write_override(res, args.output, args.config)
     print(f"target {res['target_gflops']:.4g} GFLOPs/view (reachable {res['reachable'][0]:.4g} .. "
           f"{res['reachable'][1]:.4g}, dense {res['dense_gflops']:.4g})")
     print(f"chosen K {res['num_tokens']} at blocks {res['ats']['blocks']} (scale {res['scale']:.4g} of "

@@ -20,7 +20,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ..checkpoint import load_checkpoint, read_checkpoint
-    from ..engine import config as C
+    from ..engine import config
     from ..engine.builders import build_model, model_data_settings
     from ..errors import UserError
     from ..hf import export_hf, resolve_hf
@@ -29,12 +29,12 @@ def run(args) -> int:
         raise UserError(f"{args.checkpoint} already is a Hugging Face folder")
     obj = read_checkpoint(args.checkpoint)
     if args.config:
-        cfg = C.load_config(args.config, args.overrides)
+        cfg = config.load_config(args.config, args.overrides)
     elif isinstance(obj, dict) and isinstance(obj.get("config"), dict) and "model" in obj["config"]:
-        cfg = C.default_config()                          # defaults first: older checkpoints lack newer keys
-        C._merge(cfg, copy.deepcopy(obj["config"]), C.SCHEMA, "")
-        C.apply_overrides(cfg, args.overrides)
-        cfg = C.validate(cfg)
+        cfg = config.default_config()                          # defaults first: older checkpoints lack newer keys
+        config._merge(cfg, copy.deepcopy(obj["config"]), config.SCHEMA, "")
+        config.apply_overrides(cfg, args.overrides)
+        cfg = config.validate(cfg)
     else:
         raise UserError(f"{args.checkpoint} carries no recipe (not a training checkpoint of this project): pass "
                         "--config with the recipe that built it")

@@ -25,8 +25,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..analysis import predict as P
-    from ..analysis.profile import write_json
+    from ..analysis import predict
+    from ..fileio import atomic_write_json
     from .profile import split_inputs
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -34,11 +34,11 @@ def run(args) -> int:
     if args.json:
         from ..engine.builders import check_creatable_dir
         check_creatable_dir(os.path.dirname(os.path.abspath(args.json)), "--json folder")
-    results = P.predict(inputs, args.config, args.checkpoint, args.top_k, args.views, args.label_map, args.plots,
-                        overrides, args.batch_size, progress=print)
+    results = predict.predict(inputs, args.config, args.checkpoint, args.top_k, args.views, args.label_map,
+                              args.plots, overrides, args.batch_size, progress=print)
     failed = [r for r in results if r["error"]]
     if args.json:
-        write_json(results, args.json)
+        atomic_write_json(args.json, results, "predictions", make_parent=True)
         print(f"json: {os.path.abspath(args.json)}")
     if failed:
         print(f"{len(failed)} of {len(results)} inputs could not be predicted (first: {failed[0]['path']}: "

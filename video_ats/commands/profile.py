@@ -27,19 +27,18 @@ def split_inputs(items):
 
 
 def run(args) -> int:
-    from ..engine import config as C
-    from ..analysis import profile as P
+    from ..analysis import profile
+    from ..engine.config import load_config
+    from ..fileio import atomic_write_json
+    from ..numfmt import round_floats
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     inputs, overrides = split_inputs(args.inputs)
-    cfg = C.load_config(args.config, overrides)
-    views = C.parse_views(args.views or cfg["test"]["views"], "--views")
-    report = P.profile(cfg, inputs, args.checkpoint, views, args.batch_size, args.data_root, args.plots,
-                       args.max_videos)
-    from ..numfmt import round_floats
-
-    P.write_json(round_floats(report), args.output)
-    print(P.format_report(report))
+    cfg = load_config(args.config, overrides)
+    report = profile.profile(cfg, inputs, args.checkpoint, args.views, args.batch_size, args.data_root, args.plots,
+                             args.max_videos)
+    atomic_write_json(args.output, round_floats(report), "report", make_parent=True)
+    print(profile.format_report(report))
     for p in report.get("plots", []):
         print(f"plot: {p}")
     print(f"report: {os.path.abspath(args.output)}")

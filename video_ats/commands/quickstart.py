@@ -160,10 +160,10 @@ def run(args) -> int:
 def _run_seed(args, seed: int, out: str, paths: dict, data_key: str):
     """Train (cached) and evaluate the dense model and its ATS fine-tune for one seed."""
     from ..analysis.bench_accuracy import train_stage
-    from ..engine import distributed as D
     from ..engine.config import load_config
+    from ..engine.distributed import DistInfo
     from ..engine.evaluate import predictions_path
-    from .test import run_test
+    from ..engine.test import run_test
 
     data = [f"data.train_annotations={paths['train_csv']}", f"data.val_annotations={paths['val_csv']}",
             f"data.data_root={paths['root']}", f"seed={seed}", "device=cpu", "train.progress=false"]
@@ -176,7 +176,7 @@ def _run_seed(args, seed: int, out: str, paths: dict, data_key: str):
     _log(f"[3/4] seed {seed}: fine-tuning it with ATS {ats_cfg['model']['ats']} ({ats_cfg['train']['epochs']} epochs)")
     ats_ckpt, _, t_ats = train_stage(out, "ats", ats_cfg, dense_key, _log)
     _log(f"[4/4] seed {seed}: evaluating both, 1x3 views")
-    info = D.DistInfo()
+    info = DistInfo()
     rows = []
     for name, cfg, ckpt in (("TimeSformer-tiny (dense)", dense_cfg, dense_ckpt),
                             ("TimeSformer-tiny + ATS", ats_cfg, ats_ckpt)):

@@ -23,18 +23,17 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..engine import config as C
+    from ..analysis import sweep
     from ..engine.builders import check_writable_dir
-    from ..analysis import sweep as S
+    from ..engine.config import load_config
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    cfg = C.load_config(args.config, args.overrides)
-    views = C.parse_views(args.views or cfg["test"]["views"], "--views")
+    cfg = load_config(args.config, args.overrides)
     check_writable_dir(args.output, "sweep output folder")
-    print(S.HEADER)
-    result = S.sweep(cfg, args.checkpoint, args.annotations, args.scales, args.selections, views, args.data_root,
-                     args.max_videos, progress=lambda line: print(line, flush=True))
-    paths = S.write_outputs(result, args.output)
+    print(sweep.HEADER)
+    result = sweep.sweep(cfg, args.checkpoint, args.annotations, args.scales, args.selections, args.views,
+                         args.data_root, args.max_videos, progress=lambda line: print(line, flush=True))
+    paths = sweep.write_outputs(result, args.output)
     for name, p in paths.items():
         print(f"{name}: {os.path.abspath(p)}")
     return 0

@@ -16,24 +16,24 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..engine import config as C
+    from ..engine import config
 
     if args.help_config:
-        print(C.schema_help())
+        print(config.schema_help())
         return 0
     overrides = list(args.overrides) + ([f"output_dir={args.output_dir}"] if args.output_dir else []) + \
         ([f"data.data_root={args.data_root}"] if args.data_root else [])
-    cfg = C.load_config(args.config, overrides)
-    from ..engine import distributed as D
+    cfg = config.load_config(args.config, overrides)
+    from ..engine import distributed
     from ..engine.train import train
 
-    info = D.init_distributed(cfg["device"])
+    info = distributed.init_distributed(cfg["device"])
     logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         summary = train(cfg, info)
     finally:
-        D.cleanup()
+        distributed.cleanup()
     if info.is_main:
         best = summary["best_top1"]
         print(f"done: {summary['step']} steps; checkpoint {summary['checkpoint']}"

@@ -189,7 +189,7 @@ def check_data(annotations: str, data_root: Optional[str] = None, output: Option
 
 
 def write_outputs(report, output: str, annotations: str, kind: str, header, rows, keep) -> Dict[str, str]:
-    from ..analysis.profile import write_json
+    from ..fileio import atomic_write_json
     from ..numfmt import round_floats
 
     try:
@@ -212,7 +212,7 @@ def write_outputs(report, output: str, annotations: str, kind: str, header, rows
             f.write(format_report(report) + "\n")
     except OSError as exc:
         raise UserError(f"cannot write in {output}: {exc.strerror or exc}") from None
-    write_json(round_floats(dict(report, files=files)), files["json"])
+    atomic_write_json(files["json"], round_floats(dict(report, files=files)), "report")
     return files
 
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
+from ..choices import CLIP_POSITIONS, FRAME_SPACINGS, RESIZE_MODES
 from ..errors import UserError
 from .annotations import VideoRecord
 from .decode import DecodeError, MemoryVideo, VideoReader, sample_clip_indices, target_hw
@@ -220,7 +221,7 @@ class MultiViewDataset(Dataset):
         frame_spacing: str = "pyslowfast",
         resize: str = "decoder",
     ):
-        if clip_position not in ("start", "center"):
+        if clip_position not in CLIP_POSITIONS:
             raise UserError(f"clip_position must be 'start' or 'center', got {clip_position!r}")
         if num_clips < 1 or num_crops < 1:
             raise UserError(f"num_clips and num_crops must be >= 1, got {num_clips}, {num_crops}")
@@ -234,7 +235,7 @@ class MultiViewDataset(Dataset):
         self.clip_position = clip_position
         self.target_fps = target_fps
         self.frame_spacing = _check_spacing(frame_spacing)
-        if resize not in ("decoder", "pyslowfast"):
+        if resize not in RESIZE_MODES:
             raise UserError(f"resize must be 'decoder' (scale while decoding, fast) or 'pyslowfast' (decode at "
                             f"full size, then bilinear interpolation as PySlowFast), got {resize!r}")
         self.resize = resize
@@ -320,7 +321,7 @@ def collate_views(batch: List[Dict]) -> Dict:
 
 
 def _check_spacing(spacing: str) -> str:
-    if spacing not in ("pyslowfast", "stride"):
+    if spacing not in FRAME_SPACINGS:
         raise UserError(f"frame_spacing must be 'pyslowfast' (frames spread evenly over the clip window, as "
                         f"the official checkpoints were trained) or 'stride', got {spacing!r}")
     return spacing

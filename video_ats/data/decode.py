@@ -26,6 +26,8 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from ..choices import FRAME_SPACINGS
+
 logger = logging.getLogger("video_ats.data")
 
 try:  # decord is optional (no wheels on some platforms); PyAV is always there.
@@ -103,7 +105,7 @@ def sample_clip_indices(
     ``linspace(start, start + span - 1)`` truncated to integers (8×32 at 30 fps: 0, 36, 72, …, 255);
     ``"stride"`` takes every ``step``-th frame exactly (0, 32, …, 224).
     """
-    if spacing not in ("pyslowfast", "stride"):
+    if spacing not in FRAME_SPACINGS:
         raise ValueError(f"spacing must be 'pyslowfast' or 'stride', got {spacing!r}")
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")

@@ -21,6 +21,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import yaml
 
+from ..choices import AMP_DTYPES, CLIP_POSITIONS, COMBINE_MODES, FRAME_SPACINGS, RESIZE_MODES, SCHEDULERS
 from ..errors import UserError
 
 # Type tags: "int", "float", "bool", "str", "list", "dict", "any"; a "?" allows null; a bound after it
@@ -84,7 +85,8 @@ SCHEMA: Dict[str, Any] = {
         "mixup_prob": ("float>=0", 1.0, "probability of applying mixup/cutmix to a batch"),
         "mixup_switch_prob": ("float>=0", 0.5, "probability of cutmix instead of mixup when both are on"),
         "clip_grad": ("float?>0", None, "clip the gradient norm to this (null: off)"),
-        "amp": ("bool", True, "mixed precision (only on CUDA)"),
+        "amp": ("bool", True, "mixed precision in training and evaluation (float16: CUDA only; bfloat16: CUDA "
+                              "and CPU)"),
         "amp_dtype": ("str", "float16", "float16 | bfloat16"),
         "max_steps": ("int?>=1", None, "stop after this many optimiser steps (smoke tests)"),
         "log_every": ("int>=1", 10, "TensorBoard scalars every N optimiser steps"),
@@ -108,12 +110,12 @@ SCHEMA: Dict[str, Any] = {
 }
 
 CHOICES = {
-    "train.scheduler": ("cosine", "step", "multistep", "none"),
-    "train.amp_dtype": ("float16", "bfloat16"),
-    "test.combine": ("softmax_mean", "logit_sum"),
-    "test.clip_position": ("start", "center"),
-    "data.frame_spacing": ("pyslowfast", "stride"),
-    "test.resize": ("decoder", "pyslowfast"),
+    "train.scheduler": SCHEDULERS,
+    "train.amp_dtype": AMP_DTYPES,
+    "test.combine": COMBINE_MODES,
+    "test.clip_position": CLIP_POSITIONS,
+    "data.frame_spacing": FRAME_SPACINGS,
+    "test.resize": RESIZE_MODES,
 }
 FREE_DICTS = ("model.ats", "model.kwargs")   # their inner keys are checked by the model, not here
 

@@ -12,7 +12,7 @@ from typing import Any, List
 import torch
 import torch.distributed as dist
 
-from ..errors import UserError
+from .device import resolve_device
 
 
 @dataclass
@@ -29,22 +29,6 @@ class DistInfo:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``."""
-    if spec == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        dev = torch.device(spec)
-    except RuntimeError:
-        raise UserError(f"device {spec!r} is not a torch device (auto, cpu, cuda, cuda:N)") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"device {spec!r} asked for, but CUDA is not available here")
-        if dev.index is None:
-            dev = torch.device(f"cuda:{local_rank}")
-    return dev
 
 
 def init_distributed(device: str = "auto") -> DistInfo:

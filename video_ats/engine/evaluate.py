@@ -17,8 +17,9 @@ A rerun of the same command reads these files, skips finished batches and recomp
 the same composition, so the final result is identical to an uninterrupted run. At the end rank 0
 merges everything into ``<output stem>.predictions.jsonl`` (sorted by video) and ``results.json``.
 
-Reusable pieces: :func:`build_test_loader`, :func:`evaluate`,
-:func:`summarize`, :func:`dense_gflops`, :func:`combine_views`.
+How to evaluate (views, combination, frames, precision, ...) is one
+:class:`~video_ats.engine.eval_spec.EvalSpec`. Reusable pieces: :func:`build_test_loader`,
+:func:`evaluate`, :func:`summarize`, :func:`dense_gflops`, :func:`combine_views`.
 """
 from __future__ import annotations
 
@@ -28,21 +29,22 @@ import logging
 import os
 import shutil
 import time
-from contextlib import nullcontext
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..choices import COMBINE_MODES
 from ..errors import UserError
 from ..fileio import atomic_write, atomic_write_json, describe_os_error
 from ..flops import FlopMeter, count_gflops
-from . import distributed as D
+from . import distributed
+from .builders import cap_workers
+from .eval_spec import EvalSpec
 
 logger = logging.getLogger("video_ats.engine")
 
-COMBINE_MODES = ("softmax_mean", "logit_sum")
 RESULTS_VERSION = 1
 
 
@@ -276,12 +278,6 @@ def dense_gflops(model: nn.Module, settings: Dict[str, Any], device=None) -> Opt
             getattr(model, f"set_{name}")(spec)
 
 
-def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return nullcontext()
-
-
 def _video_records(batch: dict, logits: torch.Tensor, gflops: torch.Tensor, kept: Dict[int, torch.Tensor],
                    videos: Dict[int, Tuple[str, int]], combine: str) -> List[dict]:
     """Per-video records of one batch (all views of each video are in it)."""
@@ -307,38 +303,41 @@ def _video_records(batch: dict, logits: torch.Tensor, gflops: torch.Tensor, kept
     return out
 
 
-def evaluate(model: nn.Module, records: Sequence, settings: Dict[str, Any], *, views: Tuple[int, int] = (1, 3),
-             combine: str = "softmax_mean", clip_position: str = "start", batch_videos: int = 4,
-             num_classes: Optional[int] = None, device=None, num_workers: int = 0, output: Optional[str] = None,
-             fingerprint: Optional[Dict[str, Any]] = None, amp: bool = False, progress: bool = False,
-             dist_info: Optional[D.DistInfo] = None) -> Dict[str, Any]:
-    """Evaluate ``model`` on ``records`` with multi-view testing; returns the results dict (all ranks).
+def evaluate(model: nn.Module, records: Sequence, spec: Union[EvalSpec, Mapping[str, Any]], *,
+             num_classes: Optional[int] = None, output: Optional[str] = None, progress: bool = False,
+             dist_info: Optional[distributed.DistInfo] = None, fingerprint: Optional[Dict[str, Any]] = None,
+             **spec_fields) -> Dict[str, Any]:
+    """Evaluate ``model`` on ``records`` with multi-view testing as ``spec`` says; returns the results dict
+    (all ranks).
 
-    ``output``: a ``results.json`` path; per-video predictions stream next to it and a rerun resumes
-    (see the module docstring); without it nothing is written. ``fingerprint``: what identifies this
-    evaluation (a rerun with another fingerprint refuses to mix predictions). Under torchrun pass
-    ``dist_info``; videos are sharded over ranks and the returned dict holds all of them.
+    ``spec``: an :class:`EvalSpec` (:func:`~video_ats.engine.eval_spec.eval_spec` builds one from a
+    config), or the short form for scripts: a frame-settings dict (``model_data_settings``) with the
+    other spec fields as keywords (``views=(1, 3), combine=..., batch_videos=...``) and ``fingerprint``
+    as the spec's subject. ``output``: a ``results.json`` path; per-video predictions stream next to it
+    and a rerun resumes (see the module docstring) unless its spec's fingerprint differs; without it
+    nothing is written. Under torchrun pass ``dist_info``; videos are sharded over ranks and the
+    returned dict holds all of them.
     """
-    if combine not in COMBINE_MODES:
-        raise UserError(f"view combination must be one of {COMBINE_MODES}, got {combine!r}")
-    info = dist_info or D.DistInfo()
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if not isinstance(spec, EvalSpec):
+        spec = EvalSpec.from_settings(spec, subject=fingerprint or {}, **spec_fields)
+    elif spec_fields or fingerprint is not None:
+        raise TypeError(f"evaluate() takes an EvalSpec or settings + spec fields, not both "
+                        f"(got {sorted(spec_fields) + (['fingerprint'] if fingerprint is not None else [])})")
+    info = dist_info or distributed.DistInfo()
+    device = torch.device(spec.device) if spec.device is not None else next(model.parameters()).device
     num_classes = num_classes or getattr(model, "num_classes", None)
-    num_clips, num_crops = views
-    fingerprint = dict(fingerprint or {})
-    fingerprint.update(views=f"{num_clips}x{num_crops}", combine=combine, clip_position=clip_position,
-                       num_videos=len(records), num_frames=settings["num_frames"],
-                       sampling_rate=settings["sampling_rate"], crop_size=settings["crop_size"],
-                       frame_spacing=settings.get("frame_spacing"), resize=settings.get("test_resize"))
-    store = PredictionStore(output, fingerprint, info.rank) if output else None
+    num_clips, num_crops = spec.views
+    settings = spec.settings
+    header = dict(spec.fingerprint(), num_videos=len(records))
+    store = PredictionStore(output, header, info.rank) if output else None
     done = store.load_done() if store else {}
-    all_batches = shard_batches(len(records), num_clips, batch_videos, info.rank, info.world_size)
+    all_batches = shard_batches(len(records), num_clips, spec.batch_videos, info.rank, info.world_size)
     pending = [b for b in all_batches if any(i // num_clips not in done for i in b)]
     was_training = model.training
     model.eval()
     dense = dense_gflops(model, settings, device)
-    loader, _ = build_test_loader(records, settings, views, clip_position, batch_videos, info.rank,
-                                  info.world_size, num_workers, batches=pending)
+    loader, _ = build_test_loader(records, settings, spec.views, spec.clip_position, spec.batch_videos, info.rank,
+                                  info.world_size, cap_workers(spec.num_workers), batches=pending)
     mine: Dict[int, dict] = {v: r for v, r in done.items() if v % info.world_size == info.rank}
     forward_s, n_views = 0.0, 0
     bar = None
@@ -357,7 +356,7 @@ def evaluate(model: nn.Module, records: Sequence, settings: Dict[str, Any], *, v
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 t0 = time.perf_counter()
-                with _autocast(device, amp):
+                with spec.autocast(device):
                     logits = model(x, flop_meter=meter)
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
@@ -368,7 +367,8 @@ def evaluate(model: nn.Module, records: Sequence, settings: Dict[str, Any], *, v
                 kept = {b: t.cpu() for b, t in (getattr(model, "last_kept_tokens", None) or {}).items()}
             else:
                 logits, gflops, kept = torch.zeros(0, num_classes), torch.zeros(0), {}
-            recs = [r for r in _video_records(batch, logits, gflops, kept, videos, combine) if r["video_index"] not in mine]
+            recs = [r for r in _video_records(batch, logits, gflops, kept, videos, spec.combine)
+                    if r["video_index"] not in mine]
             for r in recs:
                 mine[r["video_index"]] = r
             if store is not None and recs:
@@ -384,7 +384,7 @@ def evaluate(model: nn.Module, records: Sequence, settings: Dict[str, Any], *, v
         model.train(was_training)
     wall = time.perf_counter() - t_start
 
-    gathered = D.all_gather_objects({"records": list(mine.values()), "views": n_views, "forward_s": forward_s,
+    gathered = distributed.all_gather_objects({"records": list(mine.values()), "views": n_views, "forward_s": forward_s,
                                      "wall_s": wall})
     merged: Dict[int, dict] = {}
     for part in gathered:
@@ -398,18 +398,17 @@ def evaluate(model: nn.Module, records: Sequence, settings: Dict[str, Any], *, v
     results: Dict[str, Any] = {"version": RESULTS_VERSION}
     results.update(summarize(merged.values(), num_classes))
     results.update({
-        "views": f"{num_clips}x{num_crops}",
+        "views": spec.views_text,
         "num_clips": num_clips, "num_crops": num_crops,
-        "combine": combine, "clip_position": clip_position,
-        "frame_spacing": settings.get("frame_spacing"), "resize": settings.get("test_resize", "decoder"),
+        "combine": spec.combine, "clip_position": spec.clip_position,
+        "frame_spacing": spec.frame_spacing, "resize": spec.resize, "precision": spec.precision,
         "dense_gflops_per_view": dense,
         "gflops_convention": "fvcore (one multiply-add = one FLOP), counted per view on the tokens it kept",
         "views_per_second": (total_views / total_fwd) if total_fwd > 0 else None,
         "views_evaluated_this_run": total_views,
         "world_size": info.world_size,
         "num_classes": num_classes,
-        "frames": settings["num_frames"], "sampling_rate": settings["sampling_rate"],
-        "crop_size": settings["crop_size"],
+        "frames": spec.num_frames, "sampling_rate": spec.sampling_rate, "crop_size": spec.crop_size,
     })
     if results["gflops_per_view"] and dense:
         results["gflops_reduction"] = 1.0 - results["gflops_per_view"]["mean"] / dense
@@ -417,7 +416,7 @@ def evaluate(model: nn.Module, records: Sequence, settings: Dict[str, Any], *, v
         results["predictions"] = os.path.abspath(store.final)
         if info.is_main:
             store.finalize(list(merged.values()))
-    D.barrier()
+    distributed.barrier()
     return results
 
 
@@ -425,15 +424,3 @@ def write_results(results: Dict[str, Any], path: str) -> None:
     """``results.json`` written atomically."""
     atomic_write_json(path, results, "results",
                       hint="the predictions are kept; rerun the same command to write the results")
-
-
-def file_fingerprint(path: Optional[str]) -> Optional[Dict[str, Any]]:
-    if not path:
-        return None
-    if os.path.isdir(path):                    # a Hugging Face folder: its config and weight files
-        from ..hf import CONFIG, resolve_hf
-        src = resolve_hf(path)
-        return {"path": os.path.abspath(path),
-                "files": [file_fingerprint(f) for f in [os.path.join(src.folder, CONFIG), *src.files]]}
-    st = os.stat(path)
-    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}

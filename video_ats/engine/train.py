@@ -1,5 +1,11 @@
-"""Fine-tuning loop: timm optimiser / scheduler / mixup, AMP on CUDA, gradient accumulation and
-clipping, DDP under torchrun, TensorBoard, periodic validation, atomic checkpoints and auto-resume.
+"""Fine-tuning loop: timm optimiser / scheduler / mixup, mixed precision (``train.amp``: float16 on CUDA,
+bfloat16 on CUDA or CPU), gradient accumulation and clipping, DDP under torchrun, TensorBoard, periodic
+validation, atomic checkpoints and auto-resume.
+
+A run is a :class:`_Run` moved through named steps: :func:`_build` (model, data, optimiser),
+:func:`_restore` (a resumed checkpoint's states), :func:`_run_epochs` → :func:`_train_epoch`
+(:func:`_forward_backward`, :func:`_optimizer_step`) → :func:`_end_epoch` (:func:`_validate`,
+:func:`_save_last`).
 
 Checkpoints (``OUTPUT_DIR/checkpoints/last.pt``; ``best.pt`` after the best validation) hold
 ``model, optimizer, scheduler, scaler, epoch, step, step_in_epoch, rng, config, arch, best_top1`` and
@@ -20,6 +26,7 @@ import shutil
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -30,9 +37,11 @@ from torch.utils.data import DataLoader, Sampler
 from ..checkpoint import read_checkpoint, save_state
 from ..errors import UserError, unwrap_worker_error
 from ..fileio import FolderLock, atomic_write_text, remove_stale_temp_files
-from . import distributed as D
-from .builders import (build_model, cap_workers, check_writable_dir, model_data_settings, read_split)
+from . import distributed
+from .builders import build_model, cap_workers, check_writable_dir, model_data_settings, read_split
 from .config import default_config, dump_config, parse_views, schema_keys
+from .device import amp_precision, autocast
+from .eval_spec import EvalSpec, eval_spec
 
 logger = logging.getLogger("video_ats.engine")
 BAD_VIDEOS_NAME = "bad_videos.txt"
@@ -66,7 +75,7 @@ class EpochSampler(Sampler):
         return max(self.num_samples - self.start, 0)
 
 
-def build_train_loader(cfg: Dict[str, Any], records, settings: Dict[str, Any], info: D.DistInfo):
+def build_train_loader(cfg: Dict[str, Any], records, settings: Dict[str, Any], info: distributed.DistInfo):
     """(loader, dataset, sampler, updates_per_epoch, accum) for the training split."""
     from ..data import TrainDataset, preload_videos
 
@@ -243,7 +252,7 @@ def _check_resumable(ckpt: dict, cfg: Dict[str, Any], path: str) -> None:
                         "/config.yaml), use another output_dir, or train.resume=false to start over")
 
 
-def train(cfg: Dict[str, Any], info: Optional[D.DistInfo] = None) -> Dict[str, Any]:
+def train(cfg: Dict[str, Any], info: Optional[distributed.DistInfo] = None) -> Dict[str, Any]:
     """Run (or continue) the training of ``cfg``; returns a summary
     ``{"step", "epoch", "losses", "checkpoint", "best_top1", "val"}``. Rank 0 alone writes files.
 
@@ -251,7 +260,7 @@ def train(cfg: Dict[str, Any], info: Optional[D.DistInfo] = None) -> Dict[str, A
     a second ``train`` on the same folder is refused; a lock left by a killed run is taken over. Stale
     ``*.tmp.<pid>`` files of killed runs are removed from ``OUTPUT_DIR/checkpoints`` first.
     """
-    info = info or D.init_distributed(cfg["device"])
+    info = info or distributed.init_distributed(cfg["device"])
     out_dir = cfg["output_dir"]
     ckpt_dir = os.path.join(out_dir, "checkpoints")
     lock = None
@@ -266,7 +275,7 @@ def train(cfg: Dict[str, Any], info: Optional[D.DistInfo] = None) -> Dict[str, A
         if info.is_main:
             for p in remove_stale_temp_files(ckpt_dir):
                 print(f"removed {p}, left by a run that was killed while writing it", file=sys.stderr, flush=True)
-        D.barrier()
+        distributed.barrier()
         result = _train(cfg, info)
         finished = True
         return result
@@ -291,21 +300,105 @@ def _has_files(folder: str) -> bool:
     return any(os.path.isfile(os.path.join(folder, f)) for f in (os.listdir(folder) if os.path.isdir(folder) else ()))
 
 
-def _train(cfg: Dict[str, Any], info: D.DistInfo) -> Dict[str, Any]:
-    t = cfg["train"]
-    out_dir = cfg["output_dir"]
-    ckpt_dir = os.path.join(out_dir, "checkpoints")
-    last_path = os.path.join(ckpt_dir, "last.pt")
+@dataclass
+class _Run:
+    """One training run: what :func:`_build` makes, and where the run stands.
 
+    ``epoch`` / ``step`` / ``step_in_epoch`` move as the run goes; ``saved`` is the progress of the last
+    completed optimiser step with its RNG states: what a checkpoint records (a Ctrl-C in the middle of a
+    step writes that, not the half-done step)."""
+    cfg: Dict[str, Any]
+    info: distributed.DistInfo
+    model: nn.Module
+    class_names: List[str]
+    loader: DataLoader
+    dataset: Any
+    sampler: EpochSampler
+    updates_per_epoch: int
+    accum: int
+    optimizer: Any
+    scheduler: Any
+    mixup: Any
+    criterion: nn.Module
+    precision: str
+    scaler: torch.amp.GradScaler
+    val_records: Optional[list]
+    val_spec: EvalSpec
+    epoch: int = 0
+    step: int = 0
+    step_in_epoch: int = 0
+    best_top1: Optional[float] = None
+    total_steps: int = 0
+    saved: Dict[str, Any] = field(default_factory=dict)
+    losses: List[float] = field(default_factory=list)
+    val_results: Optional[Dict[str, Any]] = None
+    in_step: bool = False
+    writer: Any = None
+    bar: Any = None
+
+    @property
+    def ckpt_dir(self) -> str:
+        return os.path.join(self.cfg["output_dir"], "checkpoints")
+
+    @property
+    def last_path(self) -> str:
+        return os.path.join(self.ckpt_dir, "last.pt")
+
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _train(cfg: Dict[str, Any], info: distributed.DistInfo) -> Dict[str, Any]:
+    """The run: resume check → build → restore → epochs (train, validate, checkpoint) → summary."""
+    last_path = os.path.join(cfg["output_dir"], "checkpoints", "last.pt")
     resume = None
-    if t["resume"] and os.path.isfile(last_path):
+    if cfg["train"]["resume"] and os.path.isfile(last_path):
         resume = read_checkpoint(last_path)
         _check_resumable(resume, cfg, last_path)
+    run = _build(cfg, info, resume)
+    if resume is not None:
+        _restore(run, resume)
+    if run.scheduler is not None:
+        run.scheduler.step_update(num_updates=run.step)
+    if info.distributed:
+        run.model = nn.parallel.DistributedDataParallel(
+            run.model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+    _open_outputs(run)
+    t = cfg["train"]
+    run.total_steps = run.updates_per_epoch * t["epochs"]
+    if t["max_steps"] is not None:
+        run.total_steps = min(run.total_steps, t["max_steps"])
+    if resume is not None and info.is_main:      # one line, on stdout only
+        if run.epoch >= t["epochs"] or run.step >= run.total_steps:
+            print(f"{last_path}: training already finished ({min(run.epoch, t['epochs'])}/{t['epochs']} epochs, "
+                  f"step {run.step}); nothing to do. Raise train.epochs (or train.max_steps) to continue, or use "
+                  "train.resume=false / another output_dir to start over", flush=True)
+        else:
+            print(f"resuming from {last_path}: epoch {run.epoch + 1}/{t['epochs']}, step {run.step}", flush=True)
+    run.saved = {"epoch": run.epoch, "step": run.step, "step_in_epoch": run.step_in_epoch, "rng": rng_state()}
+    try:
+        _run_epochs(run)
+    finally:
+        if run.writer is not None:
+            try:
+                run.writer.close()
+            except Exception as exc:  # e.g. a full disk: the run's own error (if any) is what matters
+                logger.warning("TensorBoard: could not close the event file: %s", exc)
+    return {"step": run.step, "epoch": run.epoch, "losses": run.losses, "checkpoint": last_path,
+            "best_top1": run.best_top1, "val": run.val_results, "updates_per_epoch": run.updates_per_epoch,
+            "accumulation": run.accum}
 
+
+def _build(cfg: Dict[str, Any], info: distributed.DistInfo, resume: Optional[dict]) -> _Run:
+    """Seed, model (the checkpoint's weights when resuming, else ``model.pretrained``), data, optimiser,
+    scheduler, loss, precision and the validation spec."""
+    t = cfg["train"]
     seed_everything(cfg["seed"] + info.rank)
     model = build_model(cfg, load_pretrained=resume is None)
     if resume is not None:
-        _unwrap(model).load_state_dict(resume["model"])
+        model.load_state_dict(resume["model"])
     model.to(info.device)
     settings = model_data_settings(cfg, model)
     records, class_names = read_split(cfg["data"]["train_annotations"], cfg, "training")
@@ -323,201 +416,218 @@ def _train(cfg: Dict[str, Any], info: D.DistInfo) -> Dict[str, Any]:
         val_records, _ = read_split(cfg["data"]["val_annotations"], cfg, "validation", class_names=class_names,
                                     names_from=f"the training classes of {cfg['data']['train_annotations']}")
     loader, dataset, sampler, updates_per_epoch, accum = build_train_loader(cfg, records, settings, info)
-    dataset.report_file = os.path.join(out_dir, BAD_VIDEOS_NAME)   # each bad video warned once per run
-
+    dataset.report_file = os.path.join(cfg["output_dir"], BAD_VIDEOS_NAME)   # each bad video warned once per run
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer, updates_per_epoch)
     mixup, criterion = build_loss(cfg, cfg["model"]["num_classes"])
-    use_amp = t["amp"] and info.device.type == "cuda"
-    amp_dtype = torch.bfloat16 if t["amp_dtype"] == "bfloat16" else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    precision = amp_precision(t["amp"], t["amp_dtype"], info.device)
+    # float16 gradients underflow without loss scaling; bfloat16 has float32's range and needs none
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "float16")
+    val_spec = eval_spec(cfg, model, views=parse_views(t["eval_views"], "train.eval_views"), device=info.device)
+    return _Run(cfg=cfg, info=info, model=model, class_names=class_names, loader=loader, dataset=dataset,
+                sampler=sampler, updates_per_epoch=updates_per_epoch, accum=accum, optimizer=optimizer,
+                scheduler=scheduler, mixup=mixup, criterion=criterion, precision=precision, scaler=scaler,
+                val_records=val_records, val_spec=val_spec)
 
-    epoch, step, step_in_epoch, best_top1 = 0, 0, 0, None
-    if resume is not None:
-        if resume.get("optimizer"):
-            optimizer.load_state_dict(resume["optimizer"])
-        if scheduler is not None and resume.get("scheduler"):
-            scheduler.load_state_dict(resume["scheduler"])
-        if resume.get("scaler"):
-            scaler.load_state_dict(resume["scaler"])
-        epoch, step = int(resume["epoch"]), int(resume["step"])
-        step_in_epoch = int(resume.get("step_in_epoch", 0))
-        best_top1 = resume.get("best_top1")
-        rngs = resume.get("rng_per_rank") or []
-        if len(rngs) == info.world_size:
-            set_rng_state(rngs[info.rank])
-        elif info.is_main and resume.get("rng"):
-            set_rng_state(resume["rng"])
-        else:
-            seed_everything(cfg["seed"] + info.rank + 7919 * step)
-        if step_in_epoch >= updates_per_epoch:
-            epoch, step_in_epoch = epoch + 1, 0
-    if scheduler is not None:
-        scheduler.step_update(num_updates=step)
 
-    if info.distributed:
-        model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+def _restore(run: _Run, resume: dict) -> None:
+    """Optimiser, scheduler, scaler, progress and RNG states of the checkpoint being resumed."""
+    if resume.get("optimizer"):
+        run.optimizer.load_state_dict(resume["optimizer"])
+    if run.scheduler is not None and resume.get("scheduler"):
+        run.scheduler.load_state_dict(resume["scheduler"])
+    if resume.get("scaler"):
+        run.scaler.load_state_dict(resume["scaler"])
+    run.epoch, run.step = int(resume["epoch"]), int(resume["step"])
+    run.step_in_epoch = int(resume.get("step_in_epoch", 0))
+    run.best_top1 = resume.get("best_top1")
+    info = run.info
+    rngs = resume.get("rng_per_rank") or []
+    if len(rngs) == info.world_size:
+        set_rng_state(rngs[info.rank])
+    elif info.is_main and resume.get("rng"):
+        set_rng_state(resume["rng"])
+    else:
+        seed_everything(run.cfg["seed"] + info.rank + 7919 * run.step)
+    if run.step_in_epoch >= run.updates_per_epoch:
+        run.epoch, run.step_in_epoch = run.epoch + 1, 0
 
-    writer = None
-    if info.is_main:
-        atomic_write_text(os.path.join(out_dir, "config.yaml"), dump_config(cfg), "config")
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-            writer = SummaryWriter(os.path.join(out_dir, "tb"), purge_step=step if step else None)
-        except Exception as exc:  # tensorboard missing or broken: go on without it
-            logger.warning("TensorBoard disabled: %s", exc)
 
-    arch = cfg["model"]["name"]
-    total_steps = updates_per_epoch * t["epochs"]
-    if t["max_steps"] is not None:
-        total_steps = min(total_steps, t["max_steps"])
-    if resume is not None and info.is_main:      # one line, on stdout only
-        if epoch >= t["epochs"] or step >= total_steps:
-            print(f"{last_path}: training already finished ({min(epoch, t['epochs'])}/{t['epochs']} epochs, "
-                  f"step {step}); nothing to do. Raise train.epochs (or train.max_steps) to continue, or use "
-                  "train.resume=false / another output_dir to start over", flush=True)
-        else:
-            print(f"resuming from {last_path}: epoch {epoch + 1}/{t['epochs']}, step {step}", flush=True)
-    state = {"epoch": epoch, "step": step, "step_in_epoch": step_in_epoch, "rng": rng_state()}
-    losses: List[float] = []
-    val_results = None
-
-    def checkpoint(path: str, rng_all=None, extra=None):
-        obj = {"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-               "scheduler": scheduler.state_dict() if scheduler is not None else None,
-               "scaler": scaler.state_dict(), "epoch": state["epoch"], "step": state["step"],
-               "step_in_epoch": state["step_in_epoch"], "rng": state["rng"], "config": cfg, "arch": arch,
-               "best_top1": best_top1, "class_names": getattr(_unwrap(model), "class_names", None) or class_names}
-        if rng_all is not None:
-            obj["rng_per_rank"] = rng_all
-        obj.update(extra or {})
-        save_state(obj, path)
-
-    def save_last():
-        rng_all = D.all_gather_objects(state["rng"])     # collective: every rank calls save_last
-        if info.is_main:
-            checkpoint(last_path, rng_all)
-
-    in_step = False
-    bar = None
+def _open_outputs(run: _Run) -> None:
+    """Rank 0: the resolved ``config.yaml`` next to the checkpoints and the TensorBoard writer."""
+    if not run.info.is_main:
+        return
+    out_dir = run.cfg["output_dir"]
+    atomic_write_text(os.path.join(out_dir, "config.yaml"), dump_config(run.cfg), "config")
     try:
-        while epoch < t["epochs"] and step < total_steps:
-            dataset.set_epoch(epoch)
-            sampler.set_epoch(epoch, step_in_epoch * accum * t["batch_size"])
-            model.train()
-            if info.is_main and t["progress"]:
-                from tqdm import tqdm
-                bar = tqdm(total=updates_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{t['epochs']}",
-                           unit="step", dynamic_ncols=True, leave=True)
-            t_step, clips, micro, loss_acc = time.perf_counter(), 0, 0, 0.0
-            optimizer.zero_grad(set_to_none=True)
-            for x, y in loader:
-                x = x.to(info.device, non_blocking=True)
-                y = y.to(info.device, non_blocking=True)
-                if mixup is not None:
-                    x, y = mix_video(mixup, x, y)
-                micro += 1
-                sync = micro % accum == 0
-                ctx = model.no_sync() if (info.distributed and not sync) else nullcontext()
-                with ctx:
-                    with (torch.autocast("cuda", dtype=amp_dtype) if use_amp else nullcontext()):
-                        loss = criterion(model(x), y)
-                    bad = D.any_true(not torch.isfinite(loss).item(), info.device)
-                    if bad:
-                        raise UserError(
-                            f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; training stopped. "
-                            f"The last good checkpoint ({last_path if os.path.isfile(last_path) else 'none yet'}) "
-                            "is kept; lower train.lr, set train.clip_grad, or check the data")
-                    scaler.scale(loss / accum).backward()
-                loss_acc += float(loss.detach()) / accum
-                clips += x.shape[0] * info.world_size
-                if not sync:
-                    continue
-                in_step = True
-                if t["clip_grad"] is not None:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip_grad"])
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                step_in_epoch += 1
-                if scheduler is not None:
-                    scheduler.step_update(num_updates=step)
-                state.update(epoch=epoch, step=step, step_in_epoch=step_in_epoch, rng=rng_state())
-                in_step = False
-                losses.append(loss_acc)
-                lr = optimizer.param_groups[0]["lr"]
-                now = time.perf_counter()
-                speed = clips / max(now - t_step, 1e-9)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss_acc:.4f}", lr=f"{lr:.3g}", clips_per_s=f"{speed:.1f}")
-                if writer is not None and (step % t["log_every"] == 0 or step == 1):
-                    writer.add_scalar("train/loss", loss_acc, step)
-                    writer.add_scalar("train/lr", lr, step)
-                    writer.add_scalar("train/clips_per_s", speed, step)
-                t_step, clips, loss_acc = time.perf_counter(), 0, 0.0
-                if t["ckpt_every_steps"] and step % t["ckpt_every_steps"] == 0:
-                    save_last()
-                if step >= total_steps:
-                    break
-            if bar is not None:
-                bar.close()
-                bar = None
-            finished_epoch = step_in_epoch >= updates_per_epoch
-            last = step >= total_steps or (finished_epoch and epoch + 1 >= t["epochs"])
+        from torch.utils.tensorboard import SummaryWriter
+        run.writer = SummaryWriter(os.path.join(out_dir, "tb"), purge_step=run.step if run.step else None)
+    except Exception as exc:  # tensorboard missing or broken: go on without it
+        logger.warning("TensorBoard disabled: %s", exc)
+
+
+def _run_epochs(run: _Run) -> None:
+    """Epochs until ``train.epochs`` or ``total_steps``; each ends with validation and checkpoints as the
+    recipe says. Ctrl-C writes the state of the last completed step."""
+    t = run.cfg["train"]
+    try:
+        while run.epoch < t["epochs"] and run.step < run.total_steps:
+            _train_epoch(run)
+            finished_epoch = run.step_in_epoch >= run.updates_per_epoch
+            last = run.step >= run.total_steps or (finished_epoch and run.epoch + 1 >= t["epochs"])
             if finished_epoch or last:
-                done_epochs = epoch + 1 if finished_epoch else epoch
-                if (val_records is not None and t["eval_every"] > 0 and
-                        ((finished_epoch and done_epochs % t["eval_every"] == 0) or last)):
-                    val_results = _validate(cfg, _unwrap(model), val_records, settings, info)
-                    top1 = val_results["top1"]
-                    if info.is_main:
-                        print(f"epoch {done_epochs}: val top1 {top1:.2f} top5 {val_results['top5']:.2f} "
-                              f"({val_results['num_videos']} videos, {t['eval_views']} views)", flush=True)
-                        if writer is not None:
-                            writer.add_scalar("val/top1", top1, step)
-                            writer.add_scalar("val/top5", val_results["top5"], step)
-                    if top1 is not None and (best_top1 is None or top1 > best_top1):
-                        best_top1 = top1
-                        if info.is_main:
-                            checkpoint(os.path.join(ckpt_dir, "best.pt"), extra={"top1": top1})
-                if finished_epoch:
-                    epoch, step_in_epoch = epoch + 1, 0
-                    state.update(epoch=epoch, step_in_epoch=0)
-                save_last() if (last or epoch % t["ckpt_every_epochs"] == 0) else None
-                if info.is_main and t["keep_epoch_checkpoints"] and finished_epoch:
-                    checkpoint(os.path.join(ckpt_dir, f"epoch_{epoch:03d}.pt"))
+                _end_epoch(run, finished_epoch, last)
             if last:
                 break
     except KeyboardInterrupt:
-        if bar is not None:
-            bar.close()
-        if info.is_main:
-            if not in_step and state["step"] > 0:
-                checkpoint(last_path)     # state after the last completed step; atomic
-                print(f"interrupted: checkpoint of step {state['step']} written to {last_path}; rerun the same "
-                      "command to resume", flush=True)
+        run.close_bar()
+        if run.info.is_main:
+            if not run.in_step and run.saved["step"] > 0:
+                _save_checkpoint(run, run.last_path)     # state after the last completed step; atomic
+                print(f"interrupted: checkpoint of step {run.saved['step']} written to {run.last_path}; rerun the "
+                      "same command to resume", flush=True)
             else:
-                print(f"interrupted: {last_path} left as it was; rerun the same command to resume", flush=True)
+                print(f"interrupted: {run.last_path} left as it was; rerun the same command to resume", flush=True)
         raise
-    finally:
-        if writer is not None:
-            try:
-                writer.close()
-            except Exception as exc:  # e.g. a full disk: the run's own error (if any) is what matters
-                logger.warning("TensorBoard: could not close the event file: %s", exc)
-    return {"step": step, "epoch": epoch, "losses": losses, "checkpoint": last_path, "best_top1": best_top1,
-            "val": val_results, "updates_per_epoch": updates_per_epoch, "accumulation": accum}
 
 
-def _validate(cfg, model, records, settings, info):
+def _train_epoch(run: _Run) -> None:
+    """The epoch's remaining batches: forward/backward per batch, an optimiser step every ``accum`` of
+    them; stops at ``total_steps``."""
+    t, info = run.cfg["train"], run.info
+    run.dataset.set_epoch(run.epoch)
+    run.sampler.set_epoch(run.epoch, run.step_in_epoch * run.accum * t["batch_size"])
+    run.model.train()
+    if info.is_main and t["progress"]:
+        from tqdm import tqdm
+        run.bar = tqdm(total=run.updates_per_epoch, initial=run.step_in_epoch,
+                       desc=f"epoch {run.epoch + 1}/{t['epochs']}", unit="step", dynamic_ncols=True, leave=True)
+    t_step, clips, micro, loss_acc = time.perf_counter(), 0, 0, 0.0
+    run.optimizer.zero_grad(set_to_none=True)
+    for x, y in run.loader:
+        x = x.to(info.device, non_blocking=True)
+        y = y.to(info.device, non_blocking=True)
+        if run.mixup is not None:
+            x, y = mix_video(run.mixup, x, y)
+        micro += 1
+        sync = micro % run.accum == 0
+        loss = _forward_backward(run, x, y, sync)
+        loss_acc += float(loss.detach()) / run.accum
+        clips += x.shape[0] * info.world_size
+        if not sync:
+            continue
+        _optimizer_step(run)
+        run.losses.append(loss_acc)
+        _log_step(run, loss_acc, clips / max(time.perf_counter() - t_step, 1e-9))
+        t_step, clips, loss_acc = time.perf_counter(), 0, 0.0
+        if t["ckpt_every_steps"] and run.step % t["ckpt_every_steps"] == 0:
+            _save_last(run)
+        if run.step >= run.total_steps:
+            break
+    run.close_bar()
+
+
+def _forward_backward(run: _Run, x: torch.Tensor, y: torch.Tensor, sync: bool) -> torch.Tensor:
+    """Loss of one batch and its gradients (accumulated; DDP syncs them on the step's last batch only)."""
+    info = run.info
+    ctx = run.model.no_sync() if (info.distributed and not sync) else nullcontext()
+    with ctx:
+        with autocast(info.device, run.precision):
+            loss = run.criterion(run.model(x), y)
+        if distributed.any_true(not torch.isfinite(loss).item(), info.device):
+            raise UserError(
+                f"loss became {loss.item()} at epoch {run.epoch + 1}, step {run.step + 1}; training stopped. "
+                f"The last good checkpoint ({run.last_path if os.path.isfile(run.last_path) else 'none yet'}) "
+                "is kept; lower train.lr, set train.clip_grad, or check the data")
+        run.scaler.scale(loss / run.accum).backward()
+    return loss
+
+
+def _optimizer_step(run: _Run) -> None:
+    """Clip, step, advance the counters and the schedule; ``saved`` then holds the new step. ``in_step`` is
+    set while it runs: a Ctrl-C there must not checkpoint a half-updated model."""
+    t = run.cfg["train"]
+    run.in_step = True
+    if t["clip_grad"] is not None:
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), t["clip_grad"])
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.step += 1
+    run.step_in_epoch += 1
+    if run.scheduler is not None:
+        run.scheduler.step_update(num_updates=run.step)
+    run.saved = {"epoch": run.epoch, "step": run.step, "step_in_epoch": run.step_in_epoch, "rng": rng_state()}
+    run.in_step = False
+
+
+def _log_step(run: _Run, loss: float, clips_per_s: float) -> None:
+    t = run.cfg["train"]
+    lr = run.optimizer.param_groups[0]["lr"]
+    if run.bar is not None:
+        run.bar.update(1)
+        run.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}", clips_per_s=f"{clips_per_s:.1f}")
+    if run.writer is not None and (run.step % t["log_every"] == 0 or run.step == 1):
+        run.writer.add_scalar("train/loss", loss, run.step)
+        run.writer.add_scalar("train/lr", lr, run.step)
+        run.writer.add_scalar("train/clips_per_s", clips_per_s, run.step)
+
+
+def _end_epoch(run: _Run, finished_epoch: bool, last: bool) -> None:
+    """After a finished epoch (or the run's last step): validate when due, then checkpoint when due."""
+    t = run.cfg["train"]
+    done_epochs = run.epoch + 1 if finished_epoch else run.epoch
+    if (run.val_records is not None and t["eval_every"] > 0 and
+            ((finished_epoch and done_epochs % t["eval_every"] == 0) or last)):
+        _validate(run, done_epochs)
+    if finished_epoch:
+        run.epoch, run.step_in_epoch = run.epoch + 1, 0
+        run.saved.update(epoch=run.epoch, step_in_epoch=0)
+    if last or run.epoch % t["ckpt_every_epochs"] == 0:
+        _save_last(run)
+    if run.info.is_main and t["keep_epoch_checkpoints"] and finished_epoch:
+        _save_checkpoint(run, os.path.join(run.ckpt_dir, f"epoch_{run.epoch:03d}.pt"))
+
+
+def _validate(run: _Run, done_epochs: int) -> None:
+    """Evaluate the validation split as ``val_spec`` says; a new best Top-1 writes ``best.pt``."""
     from .evaluate import evaluate
 
-    return evaluate(model, records, settings, views=parse_views(cfg["train"]["eval_views"]),
-                    combine=cfg["test"]["combine"], clip_position=cfg["test"]["clip_position"],
-                    batch_videos=cfg["test"]["batch_size"], num_classes=cfg["model"]["num_classes"],
-                    device=info.device, num_workers=cap_workers(cfg["data"]["num_workers"]), amp=cfg["train"]["amp"],
-                    dist_info=info)
+    info = run.info
+    res = evaluate(_unwrap(run.model), run.val_records, run.val_spec, num_classes=run.cfg["model"]["num_classes"],
+                   dist_info=info)
+    run.val_results = res
+    top1 = res["top1"]
+    if info.is_main:
+        print(f"epoch {done_epochs}: val top1 {top1:.2f} top5 {res['top5']:.2f} "
+              f"({res['num_videos']} videos, {run.cfg['train']['eval_views']} views)", flush=True)
+        if run.writer is not None:
+            run.writer.add_scalar("val/top1", top1, run.step)
+            run.writer.add_scalar("val/top5", res["top5"], run.step)
+    if top1 is not None and (run.best_top1 is None or top1 > run.best_top1):
+        run.best_top1 = top1
+        if info.is_main:
+            _save_checkpoint(run, os.path.join(run.ckpt_dir, "best.pt"), extra={"top1": top1})
+
+
+def _save_checkpoint(run: _Run, path: str, rng_all=None, extra=None) -> None:
+    """Rank 0: model, optimiser, scheduler, scaler, the ``saved`` progress and RNG, config and class names."""
+    model = _unwrap(run.model)
+    obj = {"model": model.state_dict(), "optimizer": run.optimizer.state_dict(),
+           "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
+           "scaler": run.scaler.state_dict(), "epoch": run.saved["epoch"], "step": run.saved["step"],
+           "step_in_epoch": run.saved["step_in_epoch"], "rng": run.saved["rng"], "config": run.cfg,
+           "arch": run.cfg["model"]["name"], "best_top1": run.best_top1,
+           "class_names": getattr(model, "class_names", None) or run.class_names}
+    if rng_all is not None:
+        obj["rng_per_rank"] = rng_all
+    obj.update(extra or {})
+    save_state(obj, path)
+
+
+def _save_last(run: _Run) -> None:
+    """``last.pt`` with every rank's RNG state (collective: every rank calls it)."""
+    rng_all = distributed.all_gather_objects(run.saved["rng"])
+    if run.info.is_main:
+        _save_checkpoint(run, run.last_path, rng_all)

@@ -1,4 +1,5 @@
-"""Layers shared by the backbones: multi-head attention over padded token groups, MLP, drop path.
+"""Layers shared by the backbones: patch embedding, multi-head attention over padded token groups, MLP,
+drop path.
 
 Attention is split into steps (qkv → group padding → attend → un-pad → proj) so a block can step in
 between: ATS reads the CLS attention row before choosing which queries to compute, X-ViT shifts
@@ -11,6 +12,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from timm.layers import drop_path
 from torch import nn
 
 _ATTENTION_BACKEND = "sdpa"
@@ -107,14 +109,33 @@ class Mlp(nn.Module):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
-def drop_path_packed(x: torch.Tensor, clip: torch.Tensor, batch_size: int, p: float, training: bool) -> torch.Tensor:
-    """Stochastic depth for packed tokens: drops a residual branch for whole clips at once.
+def drop_path_grouped(x: torch.Tensor, group: torch.Tensor, num_groups: int, p: float,
+                      training: bool) -> torch.Tensor:
+    """Stochastic depth on packed rows: one keep/drop decision per group (a clip for TimeSformer, a frame
+    for X-ViT, as the official models draw one per sample of their batch), applied to every row of it.
 
-    ``clip`` gives the clip of each row along dim 0 of ``x``."""
+    ``group`` gives the group of each row along dim 0 of ``x``. The decisions are timm's ``drop_path`` on
+    one value per group (keep with probability 1 - p, scaled by 1 / (1 - p)); rows of different groups sit
+    in one packed tensor, so timm's per-row form cannot be applied to ``x`` directly."""
     if p == 0.0 or not training:
         return x
-    keep = x.new_empty(batch_size).bernoulli_(1 - p) / (1 - p)
-    return x * keep[clip].view(-1, *([1] * (x.dim() - 1)))
+    keep = drop_path(x.new_ones(num_groups), p, training)
+    return x * keep[group].view(-1, *([1] * (x.dim() - 1)))
+
+
+class PatchEmbed(nn.Module):
+    """Conv2d patch embedding of every frame (official name ``patch_embed.proj``):
+    (B, C, T, H, W) -> (B, T, H/p, W/p, D)."""
+
+    def __init__(self, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        y = self.proj(x.transpose(1, 2).reshape(b * t, c, h, w))
+        return y.view(b, t, *y.shape[1:]).permute(0, 1, 3, 4, 2)
 
 
 def init_vit_weights(module: nn.Module) -> None:

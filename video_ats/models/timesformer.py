@@ -32,7 +32,7 @@ from ..errors import UserError
 from ..flops import FlopMeter
 from ..tokens import TokenSet
 from ..tome import MergeCount, resolve_r
-from .layers import init_vit_weights, Attention, Mlp, drop_path_packed, merge_heads, split_heads
+from .layers import init_vit_weights, Attention, Mlp, PatchEmbed, drop_path_grouped, merge_heads, split_heads
 from .merging import TOME_PROFILE_LABEL, TokenMerging, key_mask, merge_within_frames
 from .registry import preset
 from .sampling import TokenSampler, TokenSampling, sample_attention
@@ -70,21 +70,6 @@ def sincos_embeddings(grid: int, num_frames: int, dim: int, scale: float = SINCO
     return (scale * pos).float().unsqueeze(0), (scale * time).float().unsqueeze(0)
 
 
-class PatchEmbed(nn.Module):
-    """Conv2d patch embedding applied to every frame."""
-
-    def __init__(self, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768):
-        super().__init__()
-        self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T, H, W) -> (B, T, H/p, W/p, D)."""
-        b, c, t, h, w = x.shape
-        y = self.proj(x.transpose(1, 2).reshape(b * t, c, h, w))
-        return y.view(b, t, *y.shape[1:]).permute(0, 1, 3, 4, 2)
-
-
 class DividedSpaceTimeBlock(nn.Module):
     """Temporal attention → temporal_fc → residual; spatial attention (ATS here) → residual;
     (ToMe here) → MLP."""
@@ -103,7 +88,7 @@ class DividedSpaceTimeBlock(nn.Module):
 
     def _drop(self, x: torch.Tensor, ts: TokenSet, per_clip: bool = False) -> torch.Tensor:
         clip = torch.arange(ts.batch_size, device=x.device) if per_clip else ts.clip
-        return drop_path_packed(x, clip, ts.batch_size, self.drop_path, self.training)
+        return drop_path_grouped(x, clip, ts.batch_size, self.drop_path, self.training)
 
     def forward(self, ts: TokenSet, sampler: Optional[TokenSampler] = None, tome_r: Optional[MergeCount] = None,
                 meter: Optional[FlopMeter] = None) -> TokenSet:
@@ -182,7 +167,7 @@ class DividedSpaceTimeBlock(nn.Module):
 
     def _drop_mlp(self, y: torch.Tensor, ts: TokenSet) -> torch.Tensor:
         clip = torch.cat([ts.clip, torch.arange(ts.batch_size, device=y.device)])
-        return drop_path_packed(y, clip, ts.batch_size, self.drop_path, self.training)
+        return drop_path_grouped(y, clip, ts.batch_size, self.drop_path, self.training)
 
 
 

@@ -37,7 +37,7 @@ from ..checkpoint import resize_grid_embedding, strip_prefix
 from ..errors import UserError
 from ..flops import FlopMeter
 from ..tokens import TokenSet
-from .layers import init_vit_weights, Attention, Mlp, merge_heads, split_heads
+from .layers import init_vit_weights, Attention, Mlp, PatchEmbed, drop_path_grouped, merge_heads, split_heads
 from .registry import preset
 from .sampling import TokenSampler, TokenSampling, sample_attention
 
@@ -170,15 +170,6 @@ class FrameRows:
         return self.layout.frame
 
 
-def _drop_path(x: torch.Tensor, group: torch.Tensor, num_groups: int, p: float, training: bool) -> torch.Tensor:
-    """Stochastic depth per frame (the official backbone sees a (B·T) batch, so timm's DropPath draws
-    one decision per frame); ``group`` gives each leading row of ``x`` its frame."""
-    if p == 0.0 or not training:
-        return x
-    keep = x.new_empty(num_groups).bernoulli_(1 - p) / (1 - p)
-    return x * keep[group].view(-1, *([1] * (x.dim() - 1)))
-
-
 # -- blocks -------------------------------------------------------------------------------------------
 
 class SpaceTimeMixingBlock(nn.Module):
@@ -238,10 +229,11 @@ class SpaceTimeMixingBlock(nn.Module):
         return FrameRows(torch.cat([kept.x, x_cls.reshape(b * t, d)], dim=0), b, s.grid, layout), o
 
     def residual_mlp(self, s: FrameRows, o: torch.Tensor) -> FrameRows:
-        """proj → residual → MLP → residual on the rows of ``s``; stochastic depth per frame."""
+        """proj → residual → MLP → residual on the rows of ``s``; stochastic depth per frame (the official
+        backbone sees a (B·T) batch of frames, so its DropPath draws one decision per frame)."""
         frame, n = s.frame_ids(), s.batch_size * s.grid[0]
-        x = s.x + _drop_path(self.attn.project(o), frame, n, self.drop_path, self.training)
-        x = x + _drop_path(self.mlp(self.norm2(x)), frame, n, self.drop_path, self.training)
+        x = s.x + drop_path_grouped(self.attn.project(o), frame, n, self.drop_path, self.training)
+        x = x + drop_path_grouped(self.mlp(self.norm2(x)), frame, n, self.drop_path, self.training)
         return FrameRows(x, s.batch_size, s.grid, s.layout)
 
     def count_flops(self, meter: FlopMeter, s: FrameRows, out: FrameRows, sampled: bool) -> None:
@@ -350,7 +342,7 @@ class XViT(TokenSampling, nn.Module):
                            pos_embed_size=pos_embed_size, sampling_rate=sampling_rate,
                            mean=tuple(mean), std=tuple(std))
         grid = pos_embed_size // patch_size
-        self.patch_embed = _PatchEmbed(patch_size, in_chans, embed_dim)
+        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + grid * grid, embed_dim))
         self.temp_embed = nn.Parameter(torch.zeros(1, temporal_embed_frames, 1, embed_dim))
@@ -388,8 +380,8 @@ class XViT(TokenSampling, nn.Module):
         if t % self.num_segments:
             raise ValueError(f"{t} input frames do not split into shift groups of num_segments="
                              f"{self.num_segments}")
-        tokens = self.patch_embed(x.transpose(1, 2).reshape(b * t, -1, h, w))      # (B·T, P, D)
         hp, wp = h // p, w // p
+        tokens = self.patch_embed(x).reshape(b * t, hp * wp, -1)                    # (B·T, P, D)
         cls = self.cls_token.expand(b * t, -1, -1)
         tokens = torch.cat([cls, tokens], dim=1) + self._pos_embed(hp, wp)
         # temp_embed[t mod F] on every token of frame t (the official view(-1, F, N, D) + temp_embed)
@@ -471,17 +463,6 @@ class XViT(TokenSampling, nn.Module):
                 state[key] = value
         notes.append("initialised from an image ViT: temp_embed zero, temporal head freshly initialised")
         return state
-
-
-class _PatchEmbed(nn.Module):
-    """Conv2d patch embedding of a (B·T, C, H, W) batch of frames (official name patch_embed.proj)."""
-
-    def __init__(self, patch_size: int, in_chans: int, embed_dim: int):
-        super().__init__()
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2)
 
 
 _B16 = dict(img_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12, head_depth=1, head_num_heads=12,
