@@ -13,14 +13,14 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
 from ..choices import CLIP_POSITIONS, FRAME_SPACINGS, RESIZE_MODES
 from ..errors import UserError
 from .annotations import VideoRecord
-from .decode import DecodeError, MemoryVideo, VideoReader, sample_clip_indices, target_hw
+from .decode import DecodeError, MemoryVideo, VideoReader, sample_clip_indices
+from .official import decode_official_clip, official_views
 
 logger = logging.getLogger("video_ats.data")
 
@@ -204,6 +204,13 @@ class MultiViewDataset(Dataset):
     ``clip_position``: ``"start"`` (default; PySlowFast/TimeSformer/X-ViT: a single test clip
     starts at frame 0, clip i at ``delta * i / num_clips``) or ``"center"`` (MMAction2: clip i is
     centred in the i-th of ``num_clips`` equal segments, a single clip is the centre clip).
+
+    ``resize``: ``"decoder"`` (default, fast): frames by decode-order index (:func:`sample_clip_indices`),
+    scaled while decoding. ``"pyslowfast"``: the official TimeSformer/PySlowFast test views — frames
+    chosen by presentation timestamp and float32 indices (with ``clip_position="start"``,
+    ``frame_spacing="pyslowfast"`` and no CSV time window; otherwise decode-order indices), full-size
+    decode, the official normalisation, short-side size rule, bilinear scaling and crops
+    (:mod:`video_ats.data.official`; ``docs/data.md`` says where the two differ).
     """
 
     def __init__(
@@ -253,24 +260,24 @@ class MultiViewDataset(Dataset):
         return [int(round(room * i / (self.num_crops - 1))) if 2 * i != self.num_crops - 1 else centre
                 for i in range(self.num_crops)]
 
+    def official_temporal(self, record: VideoRecord) -> bool:
+        """Whether ``resize="pyslowfast"`` also chooses the frames as the official loader does (by
+        presentation timestamp, see :mod:`video_ats.data.official`): with its temporal settings
+        (``clip_position="start"``, ``frame_spacing="pyslowfast"``) on a trimmed file (no CSV time window)."""
+        return (self.clip_position == "start" and self.frame_spacing == "pyslowfast"
+                and (record.time_start is None or record.time_end is None))
+
     def load(self, record: VideoRecord, clip_index: int) -> torch.Tensor:
         c = self.crop_size
-        exact = self.resize == "pyslowfast"
-        with VideoReader(record.path, size=None if exact else c) as reader:
+        if self.resize == "pyslowfast":
+            return self._load_official(record, clip_index)
+        with VideoReader(record.path, size=c) as reader:
             info = reader.info
-            idx = sample_clip_indices(info.num_frames, self.num_frames, self.sampling_rate,
-                                      fps=info.fps, target_fps=self.target_fps,
-                                      clip_index=clip_index, num_clips=self.num_clips,
-                                      clip_position=self.clip_position,
-                                      window=_window(record, info.fps), spacing=self.frame_spacing)
+            idx = self._indices(record, info, clip_index)
             frames = reader.get_frames(idx)
         frames = frames.permute(0, 3, 1, 2)  # (T, 3, H, W)
         H, W = frames.shape[-2:]
-        if exact:  # PySlowFast: float frames, short side to crop_size, bilinear, align_corners=False
-            frames = F.interpolate(frames.float() / 255.0, size=target_hw(H, W, c), mode="bilinear",
-                                   align_corners=False)
-            H, W = frames.shape[-2:]
-        elif min(H, W) != c:  # decoder ignored the size request
+        if min(H, W) != c:  # decoder ignored the size request
             frames = TF.resize(frames, c, antialias=True)
             H, W = frames.shape[-2:]
         if H > W:  # portrait: top / centre / bottom
@@ -278,6 +285,25 @@ class MultiViewDataset(Dataset):
         else:
             crops = [TF.crop(frames, (H - c) // 2, o, c, c) for o in self.crop_offsets(W)]
         return _to_model_input(torch.stack(crops), self.mean, self.std)  # (crops, 3, T, c, c)
+
+    def _indices(self, record: VideoRecord, info, clip_index: int) -> np.ndarray:
+        return sample_clip_indices(info.num_frames, self.num_frames, self.sampling_rate,
+                                   fps=info.fps, target_fps=self.target_fps,
+                                   clip_index=clip_index, num_clips=self.num_clips,
+                                   clip_position=self.clip_position,
+                                   window=_window(record, info.fps), spacing=self.frame_spacing)
+
+    def _load_official(self, record: VideoRecord, clip_index: int) -> torch.Tensor:
+        """The official views: frames by timestamp (when :meth:`official_temporal`), full-size decode,
+        normalisation, bilinear short-side scaling with the official size rule, uniform crops."""
+        if self.official_temporal(record):
+            frames = decode_official_clip(record.path, self.num_frames, self.sampling_rate,
+                                          target_fps=self.target_fps, clip_index=clip_index,
+                                          num_clips=self.num_clips).frames
+        else:  # MMAction2 clip position, stride spacing or a time window: decode-order indices
+            with VideoReader(record.path) as reader:
+                frames = reader.get_frames(self._indices(record, reader.info, clip_index))
+        return official_views(frames, self.crop_size, self.crop_offsets, self.mean, self.std)
 
     def __getitem__(self, index: int) -> Dict:
         if not 0 <= index < len(self):

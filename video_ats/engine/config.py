@@ -103,8 +103,9 @@ SCHEMA: Dict[str, Any] = {
         "views": ("str", "1x3", "temporal clips x spatial crops"),
         "combine": ("str", "softmax_mean", "softmax_mean (MMAction2, the paper) | logit_sum (PySlowFast)"),
         "clip_position": ("str", "start", "start (PySlowFast: first clip from frame 0) | center (MMAction2)"),
-        "resize": ("str", "decoder", "decoder (scale while decoding: fast) | pyslowfast (decode full size, then "
-                                     "bilinear F.interpolate: the official evaluation's pixels)"),
+        "resize": ("str", "decoder", "decoder (decode-order frames, scaled while decoding: fast) | pyslowfast "
+                                     "(the official evaluation's views: frames by timestamp, full-size decode, "
+                                     "bilinear F.interpolate)"),
         "batch_size": ("int>=1", 4, "videos per batch (all their views together)"),
     },
 }
