@@ -62,7 +62,7 @@ def test_profile_report_and_plots(tmp_path, ats_cfg, data_synthetic, capsys):
     assert set(r["kept_tokens_per_view"]) == {"1", "2"}
     full = r["patch_tokens"]
     assert full == 8 * 4 * 4
-    for b, e in r["kept_tokens_per_view"].items():
+    for e in r["kept_tokens_per_view"].values():
         assert e["within_bound"] and e["kept"]["max"] <= e["k_bound"]["max"]
     assert r["kept_tokens_per_view"]["1"]["kept"]["max"] <= 0.5 * full
     assert len(r["per_view"]) == 12

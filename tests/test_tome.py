@@ -244,7 +244,7 @@ def naive_forward(m, x, tome):
             frame_keys[ti] = (members, kk[:, 1:].mean(0))
         cls = cls + torch.stack(cls_out).mean(0)
         r_spec = tome.r_at(bi) if tome is not None else None
-        for ti, (members, kmean) in frame_keys.items():                # ToMe inside each frame
+        for members, kmean in frame_keys.values():                # ToMe inside each frame
             r = resolve_r(r_spec, len(members)) if r_spec is not None else 0
             if not r:
                 continue

@@ -172,7 +172,7 @@ def predict(inputs: Union[str, Sequence[str]], config: Union[None, str, Dict[str
     with_positions = plots_dir is not None and has_ats and hasattr(model, "patch_size")
     k = min(top_k, len(names))
     results: List[Dict[str, Any]] = []
-    for i, (path, error) in enumerate(expand_inputs(inputs)):
+    for path, error in expand_inputs(inputs):
         entry: Dict[str, Any] = {"path": path, "top5": [], "gflops_per_view": {"dense": dense, "ats": None},
                                  "kept_tokens": {}, "views": spec.views_text, "error": error}
         if error is None:
