@@ -142,6 +142,19 @@ def test_scene_rejects_more_classes_than_motions(tmp_path):
 
     with pytest.raises(UserError, match="at most 8 classes"):
         make_synthetic(str(tmp_path), scene="kinetics", classes=9, videos_per_class=2, workers=1)
+    with pytest.raises(UserError, match="'colour_pair' has at most 4 classes"):
+        make_synthetic(str(tmp_path), scene="kinetics", evidence="colour_pair", classes=5, videos_per_class=2)
+
+
+def test_colour_pair_classes_have_no_time_reversed_twin(tmp_path):
+    from video_ats.data import make_synthetic
+    from video_ats.data.annotations import read_annotations
+
+    paths = make_synthetic(str(tmp_path), scene="kinetics", evidence="colour_pair", classes=4, videos_per_class=1,
+                           size=(32, 24), seconds=0.5, fps=8, val_fraction=0.0, workers=1)
+    _, names = read_annotations(paths["train_csv"])
+    pairs = [n.split("turning ")[1].split(" from ") for n in names]        # [after, before]
+    assert len(names) == 4 and len({frozenset(p) for p in pairs}) == 4     # four different colour pairs
 
 
 # ---- end to end -------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default=os.path.join("runs", "quickstart"),
                         help="results folder (default %(default)s)")
     parser.add_argument("--data", default=None, help="synthetic dataset cache (default: "
-                        "$VIDEO_ATS_CACHE or ~/.cache/video-ats, subfolder synthetic-quickstart-v2)")
+                        "$VIDEO_ATS_CACHE or ~/.cache/video-ats, subfolder synthetic-quickstart-v3)")
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, default=None, help="training seed (default 0)")
     seeds.add_argument("--seeds", type=int, nargs="+", default=None,
@@ -113,7 +113,7 @@ def run(args) -> int:
     check_writable_dir(out, "results folder")
     cache = args.data or os.path.join(os.environ.get("VIDEO_ATS_CACHE", os.path.join(os.path.expanduser("~"),
                                                                                     ".cache", "video-ats")),
-                                      "synthetic-quickstart-v2")
+                                      "synthetic-quickstart-v3")
     t_all = time.time()
     paths, data_key = _dataset(cache, args.videos_per_class, _log)
     runs = []
