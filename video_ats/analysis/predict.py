@@ -52,24 +52,23 @@ def expand_inputs(inputs: Sequence[str]) -> List[Tuple[str, Optional[str]]]:
 def resolve_config(config: Union[None, str, Dict[str, Any]], checkpoint_obj: Optional[dict],
                    overrides: Sequence[str] = ()) -> Dict[str, Any]:
     """``config`` (a path or a loaded config) or else the config stored in the checkpoint, + overrides."""
-    from ..engine import config as config_module
+    from ..engine.config import SCHEMA, _merge, apply_overrides, default_config, load_config, validate
 
     if isinstance(config, dict):
-        return config_module.validate(config_module.apply_overrides(copy.deepcopy(config), overrides))
+        return validate(apply_overrides(copy.deepcopy(config), overrides))
     if config is not None:
-        return config_module.load_config(config, overrides)
+        return load_config(config, overrides)
     stored = checkpoint_obj.get("config") if isinstance(checkpoint_obj, dict) else None
     if not isinstance(stored, dict):
         raise UserError("predict needs --config: no checkpoint given, or the checkpoint stores no config "
                         "(official checkpoints do not); pass the recipe the model was trained with")
-    cfg = config_module.default_config()
+    cfg = default_config()
     try:
-        config_module._merge(cfg, {k: v for k, v in stored.items() if k in config_module.SCHEMA},
-                             config_module.SCHEMA, "")
+        _merge(cfg, {k: v for k, v in stored.items() if k in SCHEMA}, SCHEMA, "")
     except UserError as exc:
         raise UserError(f"the config stored in the checkpoint does not load ({exc}); pass --config") from None
     cfg["model"]["pretrained"] = None            # the checkpoint itself provides the weights
-    return config_module.validate(config_module.apply_overrides(cfg, overrides))
+    return validate(apply_overrides(cfg, overrides))
 
 
 def class_names_for(cfg: Dict[str, Any], model, label_map: Optional[str]) -> Tuple[List[str], str]:

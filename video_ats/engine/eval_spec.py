@@ -52,6 +52,7 @@ class EvalSpec:
     # the evaluated model, weights and data (JSON-able); two evaluations of different subjects never mix
     subject: Mapping[str, Any] = field(default_factory=dict, hash=False)
     batch_videos: int = field(default=4, metadata={**RUNTIME, **_key("test.batch_size")})
+    # as asked for; capped at the CPU cores when a loader starts (the cap's note is printed only then)
     num_workers: int = field(default=0, metadata={**RUNTIME, **_key("data.num_workers")})
     device: Optional[str] = field(default=None, metadata=RUNTIME)      # None: where the model's weights are
 
