@@ -136,7 +136,7 @@ def test_speed_compile_mode_runs(tmp_path, device):
         c = r["compile"]
         assert c["ok"] or c["error"]                    # compiled, or one line saying why not
         if c["ok"] and r["pattern"]:
-            assert c["graph_breaks"] >= 1               # at least at the scripted sampler
+            assert c["new_graph_breaks"] >= 1           # at least at the scripted sampler
 
 
 def test_compile_failure_is_one_line_and_the_run_goes_on(tmp_path, monkeypatch, capsys):

@@ -28,7 +28,9 @@ LEGEND = (
     "min–max over the frames of the pattern clips.\n"
     "- *ATS ops*: the share of the step spent in ATS's own operations (scores, sampling, gathers; profiler "
     "label `video_ats.ats`, eager). *Peak MB*: the rise of peak memory during one step (CUDA: "
-    "max_memory_allocated; CPU: peak RSS, in a fresh process).\n")
+    "max_memory_allocated; CPU: peak RSS, in a fresh process). *compile*: torch.compile (ATS: dynamic shapes); "
+    "new graph breaks = the breaks first met while compiling that runner (code shared with a runner compiled "
+    "before it is not counted again).\n")
 
 
 def load_results(path: str) -> Dict[str, Any]:
@@ -97,7 +99,7 @@ def render_speed(res: Dict[str, Any]) -> str:
         if compile_col:
             c = r.get("compile") or {}
             if c.get("ok"):
-                cells.append(f"yes, {c.get('graph_breaks', 0)} graph breaks")
+                cells.append(f"yes, {c.get('new_graph_breaks', 0)} new graph breaks")
             else:
                 cells.append("no: " + (c.get("error") or "–").replace("|", "\\|")[:80])
         lines.append("| " + " | ".join(cells) + " |")

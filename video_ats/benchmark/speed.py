@@ -355,7 +355,7 @@ def run_speed(spec: SpeedSpec, log: Callable[[str], None] = print) -> Dict[str, 
                     continue
                 info = r.compile_info
                 info[f"first_call_s_batch{batch}"] = time.perf_counter() - t0
-                info["graph_breaks"] = info.get("graph_breaks", 0) + _graph_breaks() - before
+                info["new_graph_breaks"] = info.get("new_graph_breaks", 0) + _graph_breaks() - before
         for _ in range(spec.warmup):
             for r in runners:
                 for off in r.offsets:
@@ -466,8 +466,8 @@ def format_row(r: dict) -> str:
     comp = ""
     if "compile" in r:
         comp = "  compiled" if r["compile"].get("ok") else "  (not compiled)"
-        if r["compile"].get("graph_breaks"):
-            comp += f", {r['compile']['graph_breaks']} graph breaks"
+        if r["compile"].get("new_graph_breaks"):
+            comp += f", {r['compile']['new_graph_breaks']} new graph breaks"
     return (f"{r['model']:<22} {name:<26} {r['mode']:<9} batch {r['batch']:<3} "
             f"{r['gflops_per_clip']:8.4g} GFLOPs/clip {r['seconds_per_batch']:8.4f} s/batch "
             f"{r['clips_per_s']:8.2f} clips/s  speed x{r['speedup_vs_dense']:.2f} "
