@@ -69,3 +69,21 @@ def force_packed_tokens(monkeypatch):
         return ts
 
     monkeypatch.setattr(TokenSet, "from_grid", classmethod(not_dense))
+
+
+# ---- device from the environment ---------------------------------------------------------------
+@pytest.fixture(scope="session")
+def device():
+    """The torch device the device-aware tests run on: ``VIDEO_ATS_TEST_DEVICE`` (cpu, cuda, cuda:N;
+    default cpu). ``VIDEO_ATS_TEST_DEVICE=cuda pytest tests/test_benchmark.py tests/test_device_equivalence.py``
+    runs them on the first GPU; asking for CUDA where there is none fails here, loudly, rather than
+    silently testing the CPU."""
+    import os
+
+    import torch
+
+    name = os.environ.get("VIDEO_ATS_TEST_DEVICE", "cpu").strip() or "cpu"
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        pytest.fail(f"VIDEO_ATS_TEST_DEVICE={name} but CUDA is not available here")
+    return dev

@@ -1,32 +1,283 @@
-"""The speed benchmark runs end to end on a tiny model (no wall-clock assertions: figures live in the README)."""
+"""`video-ats benchmark`: every mode runs end to end on tiny models (no wall-clock assertions: the
+figures live in the README, regenerated from results files by `video-ats benchmark report`).
+
+Device-aware: VIDEO_ATS_TEST_DEVICE=cuda runs the speed benchmarks on the GPU (see tests/conftest.py)."""
 import json
+
+import pytest
+import torch
 
 from video_ats.cli import main
 
+TINY = ["model.name=timesformer", "model.num_classes=5", "model.kwargs.img_size=32", "model.kwargs.patch_size=8",
+        "model.kwargs.embed_dim=32", "model.kwargs.depth=4", "model.kwargs.num_heads=2", "model.kwargs.num_frames=4"]
+TINY_XVIT = ["model.name=xvit", "model.num_classes=5", "model.kwargs.img_size=32", "model.kwargs.patch_size=8",
+             "model.kwargs.embed_dim=32", "model.kwargs.depth=4", "model.kwargs.num_heads=2",
+             "model.kwargs.num_frames=4", "model.kwargs.head_num_heads=2", "model.kwargs.head_mlp_dim=32"]
+ATS = ["--ats", "{blocks: [1, 2], num_tokens: [0.5, 0.5]}"]
+FAST = ["--repeats", "1", "--warmup", "0", "--no-memory"]
 
-def test_benchmark_command_writes_rows(tmp_path, capsys):
-    out = tmp_path / "bench.json"
-    rc = main(["benchmark", "--model", "timesformer", "--model-arg", "img_size=32", "--model-arg", "patch_size=8",
-               "--model-arg", "embed_dim=32", "--model-arg", "depth=10", "--model-arg", "num_heads=2",
-               "--model-arg", "num_frames=4", "--batch", "2", "--repeats", "1", "--warmup", "0",
-               "--ats", "half", "--ats", '{"blocks": [1], "num_tokens": 8}', "--output", str(out)])
+
+def _rows(path):
+    res = json.loads(path.read_text())
+    assert res["kind"] == "speed"
+    return res["meta"], res["rows"]
+
+
+def test_speed_uniform_skewed_model_patterns(tmp_path, device):
+    out = tmp_path / "speed.json"
+    rc = main(["benchmark", *TINY, *ATS, "--ats", "{blocks: [2], num_tokens: 5}", "--keep-pattern", "uniform",
+               "skewed", "model", "--batch", "1", "3", "--pattern-clips", "3", "--device", str(device), *FAST,
+               "--json", str(out)])
     assert rc == 0
-    rows = json.loads(out.read_text())["rows"]
-    assert {r["setting"] for r in rows} == {"dense", "half", "ats2", "official"}
+    meta, rows = _rows(out)
+    assert meta["token_grid"] == [4, 4, 4] and meta["mode"] == "inference" and meta["device"] == str(device)
+    keys = {(r["setting"], r["pattern"], r["batch"]) for r in rows}
+    for b in (1, 3):
+        assert ("dense", None, b) in keys and ("official", None, b) in keys
+        for s in ("ats1", "ats2"):
+            for p in ("uniform", "skewed", "model"):
+                assert (s, p, b) in keys
     for r in rows:
-        assert r["seconds_per_batch"] > 0 and r["gflops_per_clip"] > 0
-        if r["setting"] == "ats2":
-            assert 0 <= r["ats_share_of_forward"] < 1
-            assert r["kept_tokens_per_block"] == {"1": r["kept_tokens_per_block"]["1"]}
-            assert 1 <= r["kept_tokens_per_block"]["1"] <= 8
-            assert r["flop_ratio_vs_dense"] > 1
-            assert r["peak_forward_memory_mb"] >= 0
-    assert (tmp_path / "bench.md").read_text().startswith("| setting")
+        assert r["seconds_per_batch"] > 0 and r["gflops_per_clip"] > 0 and r["speedup_vs_dense"] > 0
+        if r["pattern"] is not None:
+            assert r["efficiency"] == pytest.approx(r["speedup_vs_dense"] / r["flop_ratio_vs_dense"], rel=1e-3)
+            assert 0 <= r["ats_share"] < 1 and r["flop_ratio_vs_dense"] > 1
+        if r["pattern"] == "uniform" and r["setting"] == "ats1":
+            assert r["kept_tokens_per_block"]["1"]["min"] == r["kept_tokens_per_block"]["1"]["max"] == 32
+        if r["pattern"] == "skewed" and r["setting"] == "ats1" and r["batch"] == 1:
+            assert r["pattern_batches"] == 3             # 3 pattern clips walked at batch 1
+            assert r["gflops_max"] > r["gflops_min"]     # skewed clips differ in cost
+    # the report renders it; tables come from the file
+    capsys_rc = main(["benchmark", "report", str(out)])
+    assert capsys_rc == 0
 
 
-def test_benchmark_bad_arguments_are_one_line_errors(capsys):
-    assert main(["benchmark", "--ats", "nonsense"]) == 2
+def test_speed_xvit_reports_ats_share_and_skewed_efficiency(tmp_path, device):
+    out = tmp_path / "xvit.json"
+    assert main(["benchmark", *TINY_XVIT, *ATS, "--keep-pattern", "uniform,skewed", "--batch", "2",
+                 "--device", str(device), *FAST, "--json", str(out)]) == 0
+    meta, rows = _rows(out)
+    assert meta["model_class"] == "XViT"
+    assert {r["setting"] for r in rows} == {"dense", "ats1"}          # no official forward for X-ViT
+    ats = [r for r in rows if r["pattern"]]
+    assert {r["pattern"] for r in ats} == {"uniform", "skewed"}
+    assert all(r["ats_share"] > 0 and "efficiency" in r for r in ats)
+
+
+def test_speed_replays_an_exported_pattern_file(tmp_path, device):
+    from video_ats.benchmark.patterns import save_pattern_file
+
+    g = torch.Generator().manual_seed(0)
+    st = torch.randint(0, 3, (4, 2, 2, 2), generator=g, dtype=torch.uint8)
+    st[:, :, 0, 0] = 2
+    f = tmp_path / "trained.pt"
+    save_pattern_file(str(f), st, {"source_blocks": [1, 2], "source_depth": 4, "num_stages": 2})
+    out = tmp_path / "replay.json"
+    assert main(["benchmark", *TINY, "--keep-pattern", str(f), "--batch", "2", "--device", str(device), *FAST,
+                 "--no-official", "--json", str(out)]) == 0
+    meta, rows = _rows(out)
+    rep = [r for r in rows if r["setting"] == "replay"]
+    assert len(rep) == 1 and rep[0]["pattern"] == "replay:trained" and rep[0]["ats"]["blocks"] == [1, 2]
+    assert meta["replay"]["replay:trained"]["source_grid"] == [2, 2, 2]
+    up = st.repeat_interleave(2, 1).repeat_interleave(2, 2).repeat_interleave(2, 3)      # 2x2x2 -> 4x4x4
+    want = (up > 0).flatten(1).sum(1).double()              # a round walks all 4 clips (2 batches of 2)
+    assert rep[0]["pattern_batches"] == 2
+    assert rep[0]["kept_tokens_per_block"]["1"]["mean"] == pytest.approx(float(want.mean()))
+
+
+def test_default_settings_are_the_model_family_presets(tmp_path):
+    out = tmp_path / "d.json"
+    deep = [kv for kv in TINY if "depth" not in kv] + ["model.kwargs.depth=11"]
+    assert main(["benchmark", *deep, "--batch", "1", *FAST, "--no-official", "--json", str(out)]) == 0
+    meta, rows = _rows(out)
+    assert list(meta["settings"]) == ["mild", "half"]
+    assert {r["setting"] for r in rows} == {"dense", "mild", "half"}
+
+
+def test_speed_train_mode_runs(tmp_path, device):
+    out = tmp_path / "train.json"
+    assert main(["benchmark", *TINY, *ATS, "--train", "--keep-pattern", "uniform", "skewed", "--batch", "2",
+                 "--device", str(device), *FAST, "--json", str(out)]) == 0
+    meta, rows = _rows(out)
+    assert meta["mode"] == "train"
+    assert {r["setting"] for r in rows} == {"dense", "ats1"}           # the official forward is inference only
+    assert all(r["mode"] == "train" and r["seconds_per_batch"] > 0 for r in rows)
+    assert all("efficiency" in r for r in rows if r["pattern"])
+
+
+def test_speed_amp_bf16_and_memory(tmp_path, device):
+    out = tmp_path / "amp.json"
+    assert main(["benchmark", *TINY, *ATS, "--amp", "bf16", "--batch", "1", "--repeats", "1", "--warmup", "0",
+                 "--no-official", "--device", str(device), "--json", str(out)]) == 0
+    meta, rows = _rows(out)
+    assert meta["amp"] == "bf16"
+    assert all(r["peak_memory_mb"] is not None and r["peak_memory_mb"] >= 0 for r in rows)
+
+
+def test_peak_memory_in_process_cpu():
+    from video_ats.benchmark.memory import cpu_step_peak_mb
+    from video_ats.engine.config import load_config
+
+    cfg = load_config(None, TINY)
+    mb = cpu_step_peak_mb({"cfg": cfg, "ats": {"blocks": [1], "num_tokens": [0.5]}, "pattern": "skewed",
+                           "batch": 2, "train": True, "amp": "off"})
+    assert mb >= 0
+
+
+@pytest.mark.slow
+def test_speed_compile_mode_runs(tmp_path, device):
+    """torch.compile of the dense and the ATS model (minutes on a busy 2-core CPU: slow)."""
+    out = tmp_path / "compile.json"
+    assert main(["benchmark", *TINY, *ATS, "--compile", "--keep-pattern", "uniform", "--batch", "2",
+                 "--device", str(device), *FAST, "--no-official", "--json", str(out)]) == 0
+    _, rows = _rows(out)
+    for r in rows:
+        c = r["compile"]
+        assert c["ok"] or c["error"]                    # compiled, or one line saying why not
+        if c["ok"] and r["pattern"]:
+            assert c["new_graph_breaks"] >= 1           # at least at the scripted sampler
+
+
+def test_compile_failure_is_one_line_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
+    def broken(*a, **k):
+        raise RuntimeError("no C compiler found\nlong traceback text")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    out = tmp_path / "c.json"
+    assert main(["benchmark", *TINY, *ATS, "--compile", "--batch", "1", *FAST, "--no-official",
+                 "--json", str(out)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "compile failed" in line]
+    assert len(lines) == 2 and "RuntimeError: no C compiler found" in lines[0]
+    _, rows = _rows(out)
+    assert all(r["compile"] == {"ok": False, "error": "RuntimeError: no C compiler found"} for r in rows)
+
+
+def test_key_value_overrides_and_deprecated_model_arg(tmp_path, capsys):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert main(["benchmark", *TINY, "--batch", "1", *ATS, "--keep-pattern", "uniform", *FAST, "--no-official",
+                 "--json", str(a)]) == 0
+    old = ["--model", "timesformer", "model.num_classes=5"]
+    for kv in TINY[2:]:
+        old += ["--model-arg", kv.split(".", 2)[2]]
+    assert main(["benchmark", *old, "--batch", "1", *ATS, *FAST, "--no-official", "--output", str(b)]) == 0
+    assert "deprecated" in capsys.readouterr().err
+    ma, mb = _rows(a)[0], _rows(b)[0]
+    assert ma["model_kwargs"] == {k.split(".", 2)[2].split("=")[0]: int(k.split("=")[1]) for k in TINY[2:]}
+    assert ma["model_kwargs"] == mb["model_kwargs"] and ma["model"] == mb["model"] == "timesformer"
+    # key=value swallowed by --batch (nargs) still counts as an override
+    c = tmp_path / "c.json"
+    assert main(["benchmark", *ATS, *FAST, "--no-official", "--json", str(c), "--batch", "1", *TINY]) == 0
+    assert _rows(c)[0]["model"] == "timesformer"
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--keep-pattern", "nope.pt"], "no such file"),
+    (["--keep-pattern", "sharp"], "unknown keep pattern"),
+    (["--ats", "nonsense"], "neither a preset"),
+    (["model.kwargs.depth"], "unexpected argument"),
+    (["model.nonsense=3"], "nonsense"),
+    (["--batch", "0"], "must be ≥ 1"),
+    (["--model-arg", "depth"], "KEY=VALUE"),
+    (["--loader", "test"], "option of `video-ats benchmark data`"),
+    (["report"], "needs results files"),
+    (["report", "missing.json"], "not found"),
+    (["export-keep", "--out", "x.pt"], "needs --checkpoint"),
+    (["data", "--data", "/nonexistent/folder"], "no such folder"),
+])
+def test_bad_inputs_are_one_line_errors_with_exit_code_2(argv, match, capsys):
+    assert main(["benchmark", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "neither a preset" in err[0]
-    assert main(["benchmark", "--model-arg", "depth"]) == 2
-    assert "KEY=VALUE" in capsys.readouterr().err
+    assert len(err) == 1 and match in err[0], err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_when_unavailable_is_one_line(capsys):
+    assert main(["benchmark", *TINY, "--device", "cuda", "--amp", "bf16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "CUDA is not available" in err[0]
+
+
+def test_report_fills_the_readme_block(tmp_path):
+    from video_ats.benchmark import report
+
+    res = {"kind": "speed", "meta": {"model": "timesformer", "token_grid": [4, 4, 4], "device": "cpu",
+                                     "device_name": "x86_64", "amp": "off", "torch": "2.x", "threads": 2,
+                                     "mode": "inference", "compile": False, "command": "video-ats benchmark"},
+           "rows": [{"setting": "dense", "pattern": None, "batch": 1, "gflops_per_clip": 2.0, "gflops_min": 2.0,
+                     "gflops_max": 2.0, "seconds_per_batch": 0.2, "clips_per_s": 5.0, "speedup_vs_dense": 1.0,
+                     "flop_ratio_vs_dense": 1.0, "peak_memory_mb": 10.0},
+                    {"setting": "half", "pattern": "skewed", "batch": 1, "gflops_per_clip": 1.0, "gflops_min": 0.5,
+                     "gflops_max": 1.5, "seconds_per_batch": 0.125, "clips_per_s": 8.0, "speedup_vs_dense": 1.6,
+                     "flop_ratio_vs_dense": 2.0, "efficiency": 0.8, "ats_share": 0.01,
+                     "kept_per_frame_first_ats": {"min": 2, "median": 5, "max": 12},
+                     "ats": {"blocks": [1], "num_tokens": [0.5]}}]}
+    data = {"kind": "data", "meta": {"generated": {"videos": 4, "size": [64, 48], "seconds": 1.0, "gop": 30},
+                                     "num_frames": 4, "sampling_rate": 2, "crop": 32, "num_workers": 0,
+                                     "batch_size": 2, "torch": "2.x"},
+            "rows": [{"loader": "train", "video_ats_views_per_s": 30.0, "pytorchvideo_views_per_s": 10.0,
+                      "ratio": 3.0}]}
+    files = []
+    for name, obj in (("s.json", res), ("d.json", data)):
+        (tmp_path / name).write_text(json.dumps(obj))
+        files.append(str(tmp_path / name))
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- benchmark:begin old -->\nhand-typed\n<!-- benchmark:end -->\ntail\n")
+    assert main(["benchmark", "report", *files, "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "hand-typed" not in text and text.endswith("<!-- benchmark:end -->\ntail\n")
+    assert report.BEGIN_LINE in text
+    assert "| half | skewed | 1 | 1 (0.5–1.5) | 2–12 | 0.125 | 8.00 | 1.60 | 2.00 | **0.80** | 1.0 % | – |" in text
+    assert "| training clips | 30.0 | 10.0 | **3.0×** |" in text
+    assert "Efficiency" in text
+    nomark = tmp_path / "plain.md"
+    nomark.write_text("nothing\n")
+    assert main(["benchmark", "report", files[0], "--readme", str(nomark)]) == 2
+
+
+def test_the_real_readme_has_the_benchmark_markers():
+    import os
+
+    from video_ats.benchmark import report
+
+    path = os.path.join(os.path.dirname(__file__), "..", "README.md")
+    text = open(path, encoding="utf-8").read()
+    assert text.count(report.README_BEGIN) == 1 and text.count(report.README_END) == 1
+
+
+def test_export_keep_writes_a_replayable_file(tmp_path, data_synthetic):
+    """Export from a (random-weight) ATS checkpoint on real decoded clips, then replay the file."""
+    import video_ats
+    from video_ats.benchmark.patterns import build_pattern, load_pattern_file
+
+    kw = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 4, "num_heads": 2, "num_frames": 4,
+          "sampling_rate": 2}
+    torch.manual_seed(0)
+    model = video_ats.create_model("timesformer", num_classes=4, **kw)
+    ckpt = tmp_path / "ats.pt"
+    torch.save(model.state_dict(), ckpt)
+    out = tmp_path / "keep.pt"
+    kwargs = "{" + ", ".join(f"{k}: {v}" for k, v in kw.items()) + "}"
+    rc = main(["benchmark", "export-keep", "model.name=timesformer", "model.num_classes=4", f"model.kwargs={kwargs}",
+               "model.ats={blocks: [1, 2], num_tokens: [0.5, 0.5]}", "data.target_fps=null",
+               "--checkpoint", str(ckpt), "--annotations", data_synthetic["val_csv"],
+               "--data-root", data_synthetic["root"], "--clips", "3", "--out", str(out)])
+    assert rc == 0
+    obj = load_pattern_file(str(out))
+    assert obj["stages"].shape == (3, 4, 4, 4) and obj["source_blocks"] == [1, 2] and obj["source_depth"] == 4
+    st = obj["stages"].flatten(1)
+    assert ((st > 0).sum(1) <= 32).all() and ((st > 1).sum(1) <= 16).all() and (st > 1).any()
+    pat = build_pattern(str(out), (8, 8, 8))
+    assert pat.stages == 2 and pat.table.shape == (3, 8, 64)
+
+
+def test_data_mode_runs_on_a_tiny_dataset(tmp_path, data_synthetic):
+    pytest.importorskip("pytorchvideo")
+    out = tmp_path / "data.json"
+    rc = main(["benchmark", "data", "--data", data_synthetic["root"], "--num-frames", "4", "--sampling-rate", "2",
+               "--crop", "32", "--scale-range", "40,48", "--num-workers", "0", "--batch-size", "2",
+               "--repeats", "1", "--json", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["kind"] == "data" and [r["loader"] for r in res["rows"]] == ["test", "train"]
+    assert all(r["video_ats_views_per_s"] > 0 and r["pytorchvideo_views_per_s"] > 0 for r in res["rows"])

@@ -1,0 +1,17 @@
+"""Benchmarks, one home: ``video-ats benchmark [MODE]``.
+
+=============  ===============================================================================================
+mode           what it measures
+=============  ===============================================================================================
+speed          (default) dense vs ATS speed, GFLOPs, efficiency, sampler share and peak memory, for
+               inference or training steps (``--train``), eager or ``--compile``, any model (TimeSformer,
+               X-ViT), device and autocast; under keep patterns (uniform, skewed, replayed trained masks)
+               — :mod:`.speed`, :mod:`.patterns`, :mod:`.memory`
+data           this project's test-view and training loaders vs pytorchvideo on the same files — :mod:`.data`
+export-keep    a trained ATS model's kept-token masks on real clips → a keep-pattern file — :mod:`.export`
+report         README tables from results files — :mod:`.report`
+=============  ===============================================================================================
+"""
+from .patterns import (KeepPattern, build_pattern, expected_masks, install_pattern, resample_stages,  # noqa: F401
+                       skewed_scores, uniform_scores)
+from .speed import ATS_PRESETS, SpeedSpec, format_row, run_speed  # noqa: F401
