@@ -1,7 +1,6 @@
 """Shared test fixtures: generated data (data_*, engine_*) and model helpers."""
 import pytest
 
-
 # ---- data pipeline fixtures (video_ats.data); names prefixed data_ -------------------------------
 
 

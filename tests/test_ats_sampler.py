@@ -6,8 +6,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from video_ats.ats import (ATSConfig, ensure_min_kept, inverse_transform_sampling, random_selection,
-                           significance_scores, topk_selection)
+from video_ats.ats import (
+    ATSConfig,
+    ensure_min_kept,
+    inverse_transform_sampling,
+    random_selection,
+    significance_scores,
+    topk_selection,
+)
 from video_ats.errors import UserError
 
 SETTINGS = settings(max_examples=60, deadline=None)

@@ -6,10 +6,16 @@ import os
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from video_ats.analysis.bench_accuracy import (Stage, interpolate_curve, matched_comparisons,
-                                               paired_bootstrap_ci, stage_key)
+from video_ats.analysis.bench_accuracy import (
+    Stage,
+    interpolate_curve,
+    matched_comparisons,
+    paired_bootstrap_ci,
+    stage_key,
+)
 
 
 # ---- statistics -------------------------------------------------------------------------------------
@@ -105,7 +111,7 @@ def test_scene_targets_carry_the_motion_and_the_evidence_share_varies():
 
 
 def test_colour_change_targets_turn_in_the_class_order_and_reversal_is_the_twin_class():
-    from video_ats.data.synthetic import COLOUR_CHANGES, _WARM, iter_scene_chunks
+    from video_ats.data.synthetic import _WARM, COLOUR_CHANGES, iter_scene_chunks
 
     def share(frames, colour):
         return (np.abs(frames.astype(int) - colour.astype(int)).max(-1) < 12).mean(axis=(1, 2))

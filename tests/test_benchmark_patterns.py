@@ -4,9 +4,19 @@ import pytest
 import torch
 
 import video_ats
-from video_ats.benchmark.patterns import (KeepPattern, build_pattern, expected_masks, install_pattern,
-                                          load_pattern_file, replay_blocks, replay_setting, resample_stages,
-                                          save_pattern_file, skewed_scores, stage_maps)
+from video_ats.benchmark.patterns import (
+    KeepPattern,
+    build_pattern,
+    expected_masks,
+    install_pattern,
+    load_pattern_file,
+    replay_blocks,
+    replay_setting,
+    resample_stages,
+    save_pattern_file,
+    skewed_scores,
+    stage_maps,
+)
 from video_ats.errors import UserError
 
 GRID = (8, 14, 14)                      # TimeSformer-B 8x224

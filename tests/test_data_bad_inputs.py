@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from video_ats.data import (DecodeError, MultiViewDataset, TrainDataset, VideoRecord, collate_views,
-                            decode_frames, probe_video, read_annotations)
+from video_ats.data import (
+    DecodeError,
+    MultiViewDataset,
+    TrainDataset,
+    VideoRecord,
+    collate_views,
+    decode_frames,
+    probe_video,
+    read_annotations,
+)
 from video_ats.data.synthetic import render_video, write_video
 from video_ats.errors import UserError
 

@@ -6,7 +6,8 @@ import av
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from video_ats.data import decode as dec
 from video_ats.data import decode_frames, probe_video, sample_clip_indices

@@ -18,7 +18,8 @@ import time
 import pytest
 import torch
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import video_ats
 from video_ats.ats import ATSConfig
@@ -291,8 +292,8 @@ def test_a_second_test_on_the_same_output_is_refused(tmp_path):
     out = str(tmp_path / "results.json")
     with FolderLock(out + ".lock", "x"):
         cfg = load_config(None, ["model.name=timesformer", "model.num_classes=4", "device=cpu"])
-        from video_ats.engine.test import run_test
         from video_ats.engine.distributed import DistInfo
+        from video_ats.engine.test import run_test
         with pytest.raises(UserError, match=f"test output {out} is in use .*pid {os.getpid()}"):
             run_test(cfg, None, out, DistInfo())
 

@@ -1,12 +1,12 @@
 """TimeSformer (+ATS): faithfulness to the official forward, ATS equivalences, batch independence."""
 import pytest
 import torch
+from _models import clips, tiny_timesformer
 
 import video_ats
 from video_ats.ats import ATSConfig
 from video_ats.errors import UserError
 from video_ats.reference import official_timesformer_forward
-from _models import clips, tiny_timesformer
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=64, depth=4, num_heads=4, num_frames=4, num_classes=7)
 

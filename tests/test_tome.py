@@ -1,6 +1,7 @@
 """Token Merging (ToMe) baseline: the pure functions, and TimeSformer with ToMe inside."""
 import pytest
 import torch
+from _models import clips, tiny_timesformer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
@@ -11,9 +12,7 @@ from video_ats.engine.evaluate import dense_gflops
 from video_ats.errors import UserError
 from video_ats.models.layers import attend, attention_backend
 from video_ats.tokens import TokenSet
-from video_ats.tome import (ToMeConfig, bipartite_soft_matching, merge_wavg, proportional_bias,
-                            resolve_r)
-from _models import clips, tiny_timesformer
+from video_ats.tome import ToMeConfig, bipartite_soft_matching, merge_wavg, proportional_bias, resolve_r
 
 SETTINGS = settings(max_examples=30, deadline=None)
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=2, num_frames=4, num_classes=5)

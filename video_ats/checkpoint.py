@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import math
-
 import os
 import pickle
 import re

@@ -43,7 +43,7 @@ class HFSource:
     files: List[str]
 
     def read_state_dict(self) -> Dict[str, torch.Tensor]:
-        from .checkpoint import read_checkpoint, extract_state_dict
+        from .checkpoint import extract_state_dict, read_checkpoint
         state: Dict[str, torch.Tensor] = {}
         for f in self.files:
             part = extract_state_dict(read_checkpoint(f))
@@ -254,6 +254,7 @@ def export_hf(model: nn.Module, out_dir: Union[str, os.PathLike], class_names: O
     ``config.json`` (with ``id2label`` from ``class_names``, the ATS settings under ``video_ats_ats`` and
     ``extra`` under ``video_ats``) and ``model.safetensors``. Returns the written paths."""
     from safetensors.torch import save
+
     from .ats import ATSConfig
     from .models.timesformer import TimeSformer, hf_config_from_model, ours_key_to_hf
 

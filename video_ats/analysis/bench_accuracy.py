@@ -500,8 +500,8 @@ class Bench:
                              "gflops_reduction": round(1 - p["gflops_per_view"] / dense["gflops_per_view"], 4),
                              "top1_diff_vs_dense": round(p["top1"] - dense["top1"], 4),
                              "ci95": [round(lo, 4), round(hi, 4)]})
-        from ..engine.config import load_config
         from ..data.synthetic import PRESETS
+        from ..engine.config import load_config
 
         recipe = load_config(self.spec.recipe, [])
         return {

@@ -12,6 +12,13 @@ export-keep    a trained ATS model's kept-token masks on real clips → a keep-p
 report         README tables from results files — :mod:`.report`
 =============  ===============================================================================================
 """
-from .patterns import (KeepPattern, build_pattern, expected_masks, install_pattern, resample_stages,  # noqa: F401
-                       skewed_scores, uniform_scores)
+from .patterns import (  # noqa: F401
+                       KeepPattern,
+                       build_pattern,
+                       expected_masks,
+                       install_pattern,
+                       resample_stages,
+                       skewed_scores,
+                       uniform_scores,
+)
 from .speed import ATS_PRESETS, SpeedSpec, format_row, run_speed  # noqa: F401

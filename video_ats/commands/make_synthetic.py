@@ -56,9 +56,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..data import synthetic as syn
-
     import os
+
+    from ..data import synthetic as syn
 
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out {args.out} exists and is not a folder; give a folder (created if needed)")

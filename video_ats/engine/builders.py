@@ -19,8 +19,8 @@ def build_model(cfg: Dict[str, Any], load_pretrained: bool = True, ats: Any = "c
 
     ``ats``: ``"config"`` takes ``cfg.model.ats``; pass ``None`` for the dense twin of the model.
     """
-    from ..models import create_model
     from ..checkpoint import load_checkpoint
+    from ..models import create_model
 
     m = cfg["model"]
     kwargs = dict(m["kwargs"] or {})

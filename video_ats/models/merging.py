@@ -14,7 +14,7 @@ import torch
 
 from ..errors import UserError
 from ..tokens import Groups, TokenSet
-from ..tome import ToMeConfig, MergeCount, bipartite_soft_matching, merge_wavg, proportional_bias
+from ..tome import MergeCount, ToMeConfig, bipartite_soft_matching, merge_wavg, proportional_bias
 
 # Backbones wrap ToMe's own work (matching, merging, bookkeeping) in this profiler label.
 TOME_PROFILE_LABEL = "video_ats.tome"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import re
-
 from typing import Dict, Optional
 
 import torch
@@ -32,7 +31,7 @@ from ..errors import UserError
 from ..flops import FlopMeter
 from ..tokens import TokenSet
 from ..tome import MergeCount, resolve_r
-from .layers import init_vit_weights, Attention, Mlp, PatchEmbed, drop_path_grouped, merge_heads, split_heads
+from .layers import Attention, Mlp, PatchEmbed, drop_path_grouped, init_vit_weights, merge_heads, split_heads
 from .merging import TOME_PROFILE_LABEL, TokenMerging, key_mask, merge_within_frames
 from .registry import preset
 from .sampling import TokenSampler, TokenSampling, sample_attention

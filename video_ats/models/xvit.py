@@ -37,7 +37,7 @@ from ..checkpoint import resize_grid_embedding, strip_prefix
 from ..errors import UserError
 from ..flops import FlopMeter
 from ..tokens import TokenSet
-from .layers import init_vit_weights, Attention, Mlp, PatchEmbed, drop_path_grouped, merge_heads, split_heads
+from .layers import Attention, Mlp, PatchEmbed, drop_path_grouped, init_vit_weights, merge_heads, split_heads
 from .registry import preset
 from .sampling import TokenSampler, TokenSampling, sample_attention
 
