@@ -178,7 +178,7 @@ def test_pattern_errors_are_one_line_user_errors(tmp_path):
 def test_the_shipped_trained_pattern_replays_on_timesformer_b_and_xvit_grids():
     import os
 
-    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "keep_patterns", "bench_accuracy_ats.pt")
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "keep_patterns", "bench_accuracy_ats.keep")
     obj = load_pattern_file(path)
     assert os.path.getsize(path) < 200_000
     assert obj["stages"].shape == (64, 8, 7, 7) and obj["source_blocks"] == [1, 2] and obj["source_depth"] == 4

@@ -10,7 +10,7 @@ attention groups. A *keep pattern* fixes what the ATS blocks keep, independently
 ``skewed``   seeded synthetic scores concentrated on a moving object whose size changes from frame to
              frame (:func:`skewed_scores`): frames keep very different numbers of tokens and clips
              differ several-fold, like a trained model on real video.
-``FILE.pt``  replayed masks: the kept positions a trained model produced at each of its ATS stages
+``FILE``      replayed masks (``.keep``, or any ``torch.save`` file): the kept positions a trained model produced at each of its ATS stages
              (written by ``video-ats benchmark export-keep``), resampled to the benchmarked model's
              token grid by nearest neighbour (:func:`resample_stages`) and kept exactly.
 
@@ -201,7 +201,7 @@ def build_pattern(spec: str, grid: Tuple[int, int, int], seed: int = 0) -> KeepP
         return KeepPattern("uniform", "scores", grid, uniform_scores(grid))
     if spec == "skewed":
         return KeepPattern("skewed", "scores", grid, skewed_scores(grid, SKEWED_CLIPS, seed), info={"seed": seed})
-    if not (spec.endswith(".pt") or os.sep in spec or os.path.exists(spec)):
+    if not (spec.endswith((".pt", ".keep")) or os.sep in spec or os.path.exists(spec)):
         raise UserError(f"unknown keep pattern {spec!r}; use one of {', '.join(PATTERN_NAMES)} or a .pt file "
                         "written by `video-ats benchmark export-keep`")
     obj = load_pattern_file(spec)

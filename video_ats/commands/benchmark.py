@@ -34,7 +34,7 @@ examples:
   video-ats benchmark model.name=timesformer model.kwargs.depth=4 model.kwargs.img_size=64 --compile
   video-ats benchmark data --loader test train --json docs/results/benchmark_data.json
   video-ats benchmark export-keep --config configs/synthetic/bench_timesformer_ats.yaml --checkpoint CKPT \\
-      --annotations TEST.txt --out benchmarks/keep_patterns/bench_accuracy_ats.pt
+      --annotations TEST.txt --out benchmarks/keep_patterns/bench_accuracy_ats.keep
   video-ats benchmark report docs/results/benchmark_*.json --readme README.md
 
 key=value overrides go before options that take several values (--batch, --keep-pattern, --loader)."""
