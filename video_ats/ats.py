@@ -5,10 +5,14 @@ the values to :func:`significance_scores`, and asks :func:`inverse_transform_sam
 to keep. :class:`ATSConfig` is the validated configuration that says where and how much.
 
 All functions are batched (no Python loop over samples), deterministic, and work in float32
-whatever the model dtype.
+whatever the model dtype — also under ``torch.autocast``, which they switch off for their own ops
+(:func:`float32`): scores, CDF and the sampling grid never drop to fp16/bf16.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import math
 from dataclasses import dataclass, fields
 from typing import Optional, Sequence, Union
 
@@ -22,6 +26,25 @@ SCORE_MODES = ("paper", "official")
 SELECTIONS = ("ats", "topk", "random")
 
 
+def autocast_off(device: torch.device):
+    """A context with ``device``'s autocast switched off (a no-op when it is not on)."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def float32(fn):
+    """Run ``fn`` with autocast off on the device of its first tensor argument (its own float32
+    casts then hold: autocast would otherwise run matmul-like ops in fp16/bf16)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        first = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
+        with autocast_off(first.device) if first is not None else contextlib.nullcontext():
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+@float32
 def significance_scores(cls_attn: torch.Tensor, values: torch.Tensor, mode: str = "paper",
                         valid: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Significance S_j of each token from the CLS attention row and the values (paper eq. 3).
@@ -38,6 +61,7 @@ def significance_scores(cls_attn: torch.Tensor, values: torch.Tensor, mode: str 
     return scores_from_value_norms(cls_attn, v.norm(dim=-1), mode, valid)
 
 
+@float32
 def scores_from_value_norms(cls_attn: torch.Tensor, head_norms: torch.Tensor, mode: str = "paper",
                             valid: Optional[torch.Tensor] = None) -> torch.Tensor:
     """:func:`significance_scores` from per-head value norms ‖V_{h,j}‖ (B, H, N) instead of values;
@@ -83,8 +107,10 @@ def check_num_tokens(value) -> None:
                         "absolute count (e.g. 1 rather than 1.0)")
 
 
+@float32
 def inverse_transform_sampling(scores: torch.Tensor, num_samples: Union[NumTokens, torch.Tensor],
-                               valid: Optional[torch.Tensor] = None, sort: bool = False) -> torch.Tensor:
+                               valid: Optional[torch.Tensor] = None, sort: bool = False,
+                               max_samples: Optional[int] = None) -> torch.Tensor:
     """Kept-token mask by inverse transform sampling of the score distribution (paper §3.2).
 
     scores:      (B, N) non-negative; each row is normalised here if it is not already.
@@ -93,6 +119,8 @@ def inverse_transform_sampling(scores: torch.Tensor, num_samples: Union[NumToken
     valid:       optional (B, N) bool of real (non-padded) tokens; only used to resolve a fraction.
     sort:        build the CDF over the scores sorted ascending (the authors' code does this); it only
                  changes which of several tiny-score neighbours is picked.
+    max_samples: an upper bound on every row's K known on the host (the grid width); without it the
+                 largest K is read from the device (a host sync).
     Returns a (B, N) bool mask. Each grid point k_i = (2i−1)/(2K), i = 1..K, keeps the first token
     whose CDF reaches it; duplicates collapse, so K' ≤ K tokens survive. A token with S ≥ 1/K is always
     kept, zero-score tokens never are, and all-zero rows keep nothing.
@@ -105,7 +133,7 @@ def inverse_transform_sampling(scores: torch.Tensor, num_samples: Union[NumToken
     if sort:
         s, order = s.sort(dim=-1, stable=True)
     cdf = s.cumsum(dim=-1)
-    k_max = int(k.max()) if b else 0
+    k_max = max_samples if max_samples is not None else (int(k.max()) if b else 0)
     i = torch.arange(1, k_max + 1, device=s.device, dtype=torch.float64)
     grid = ((2 * i - 1) / (2 * k.unsqueeze(1).double())).float()          # (B, k_max)
     grid = grid.masked_fill(i.unsqueeze(0) > k.unsqueeze(1), 2.0)        # beyond K_b: never hits
@@ -123,6 +151,18 @@ def inverse_transform_sampling(scores: torch.Tensor, num_samples: Union[NumToken
     return kept
 
 
+def grid_width(num_samples: Union[NumTokens, torch.Tensor], max_tokens: int) -> Optional[int]:
+    """Host upper bound on K for rows of at most ``max_tokens`` valid tokens (``max_samples`` of
+    :func:`inverse_transform_sampling`): the ceil rule of :func:`resolve_num_samples`; None for a
+    tensor of per-row K (only the device knows it)."""
+    if isinstance(num_samples, torch.Tensor):
+        return None
+    if isinstance(num_samples, float):
+        return max(1, math.ceil(max_tokens * num_samples))
+    return int(num_samples)
+
+
+@float32
 def topk_selection(scores: torch.Tensor, num_samples, valid: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Baseline: keep the K highest-scoring tokens (paper Table A.3); zero-score tokens never kept."""
     b, n = scores.shape
@@ -132,6 +172,7 @@ def topk_selection(scores: torch.Tensor, num_samples, valid: Optional[torch.Tens
     return (rank < k.unsqueeze(1)) & (scores > 0)
 
 
+@float32
 def random_selection(scores: torch.Tensor, num_samples, valid: Optional[torch.Tensor] = None,
                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Baseline: keep K tokens uniformly at random among the real ones (seeded by ``generator``)."""
@@ -143,6 +184,7 @@ def random_selection(scores: torch.Tensor, num_samples, valid: Optional[torch.Te
     return (rank < k.unsqueeze(1)) & valid
 
 
+@float32
 def ensure_min_kept(kept: torch.Tensor, scores: torch.Tensor, min_kept: int) -> torch.Tensor:
     """Top up each row to at least ``min_kept`` tokens with its highest-scoring unkept ones."""
     if min_kept <= 0:
@@ -235,10 +277,12 @@ class ATSConfig:
                 for f in fields(self) for v in [getattr(self, f.name)]}
 
     def select(self, scores: torch.Tensor, block: int, valid: torch.Tensor) -> torch.Tensor:
-        """The kept mask (B, N) for the padded per-clip ``scores`` at ``block``."""
+        """The kept mask (B, N) for the padded per-clip ``scores`` at ``block`` (no host sync: the
+        sampling grid is as wide as K can be for N = ``valid.shape[1]`` tokens)."""
         k = self.num_tokens_at(block)
         if self.selection == "ats":
-            kept = inverse_transform_sampling(scores, k, valid=valid, sort=self.sort_scores)
+            kept = inverse_transform_sampling(scores, k, valid=valid, sort=self.sort_scores,
+                                              max_samples=grid_width(k, valid.shape[1]))
         elif self.selection == "topk":
             kept = topk_selection(scores, k, valid=valid)
         else:

@@ -3,42 +3,114 @@
 After ATS each clip keeps a different number of tokens at different (t, h, w) positions. Rather than
 masking a full grid (which saves nothing), the kept patch tokens of the whole batch are stored as one
 packed (M, D) matrix, M = Σ_b K'_b, so every linear layer runs on exactly the kept tokens. Attention
-needs groups (a frame, or a spatial position across time); :class:`Groups` pads only those groups, to
-the longest group of the batch, and masks the padding.
+needs groups (a frame, or a spatial position across time); :class:`Groups` says which token is where
+and lays the groups out for attention (see :func:`video_ats.models.layers.attend_groups`): padded to
+the longest group, in buckets of similar lengths, or jagged (no padding).
 
 Order of the packed rows: by clip, then frame t, then spatial index p = h·W + w. A dense set (nothing
 dropped) is therefore a plain reshape of (B, T, P, D), and dense attention takes a copy-free path.
+
+Host syncs. Shapes depend on how many tokens each group kept, so the host must know those counts. A
+:class:`TokenSet` carries them (:class:`HostSizes`): computed from the grid for a dense set, and read
+from the device in **one** transfer when a set is cut down (:meth:`TokenSet.select`, i.e. once per ATS
+block). Everything else (groups, layouts, the sampler's grid width) is derived from them on the host
+and built on the device without further syncs.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 
+def read_on_host(values: torch.Tensor) -> List[int]:
+    """A small integer tensor as a Python list: the device→host read of the token bookkeeping. Written
+    as an explicit copy to the CPU, so dispatch-level sync counters see it on every device."""
+    return values.to("cpu", copy=True).tolist()
+
+
+def count_per(index: torch.Tensor, n: int, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(n,) long: how many entries of ``index`` fall on each value 0..n-1 (each counted by its
+    ``weights`` entry, e.g. a bool mask, if given). A bincount without bincount's host sync on CUDA."""
+    w = torch.ones_like(index) if weights is None else weights.to(torch.long)
+    return torch.zeros(n, dtype=torch.long, device=index.device).index_add_(0, index, w)
+
+
+def indices_of(mask: torch.Tensor, count: int) -> torch.Tensor:
+    """The sorted indices of the ``count`` True entries of a 1-D bool ``mask``: ``nonzero`` without
+    its device→host sync, since the host already knows how many there are."""
+    return torch.nonzero_static(mask, size=count).squeeze(1)
+
+
+@dataclass(frozen=True)
+class HostSizes:
+    """Kept-token counts of a token set, on the host: per (clip, frame) and per (clip, position)."""
+    frames: Tuple[int, ...]        # B·T entries, index b·T + t
+    positions: Tuple[int, ...]     # B·P entries, index b·P + p
+
+    @classmethod
+    def full(cls, batch_size: int, grid: Tuple[int, int, int]) -> "HostSizes":
+        t, h, w = grid
+        return cls((h * w,) * (batch_size * t), (t,) * (batch_size * h * w))
+
+    @classmethod
+    def read(cls, frame_counts: torch.Tensor, position_counts: torch.Tensor) -> "HostSizes":
+        """From device counts, in one host read."""
+        values = read_on_host(torch.cat([frame_counts, position_counts]))
+        n = frame_counts.numel()
+        return cls(tuple(values[:n]), tuple(values[n:]))
+
+    def per_clip(self, batch_size: int) -> List[int]:
+        t = len(self.frames) // batch_size if batch_size else 0
+        return [sum(self.frames[b * t:(b + 1) * t]) for b in range(batch_size)]
+
+    @property
+    def total(self) -> int:
+        return sum(self.frames)
+
+
 @dataclass
 class Groups:
-    """How the packed tokens split into attention groups, and the padded layout of those groups.
+    """How the packed tokens split into attention groups, and the layouts of those groups.
 
     Every group may carry ``lead`` leading slots (a CLS token) that are always present. Slot
     ``lead + r`` of group ``g`` holds the r-th token of the group in packed order.
     """
-    slot: torch.Tensor            # (M,) flat index g * length + lead + rank of each packed token
+    group: torch.Tensor           # (M,) group of each packed token
+    rank: torch.Tensor            # (M,) its rank inside the group
     sizes: torch.Tensor           # (G,) tokens per group, lead slots excluded
+    host_sizes: Tuple[int, ...]   # the same, on the host
     clip: torch.Tensor            # (G,) clip of each group
-    length: int                   # slots per group: lead + longest group
     lead: int
     view: Optional[Tuple[str, Tuple[int, ...]]] = None   # copy-free path for dense sets
+    _cache: Dict = field(default_factory=dict, repr=False)
 
     @property
     def num_groups(self) -> int:
-        return self.sizes.numel()
+        return len(self.host_sizes)
+
+    @property
+    def length(self) -> int:
+        """Slots per group in the padded layout: lead + longest group."""
+        return self.lead + max(self.host_sizes, default=0)
+
+    @property
+    def lengths(self) -> List[int]:
+        """Lead + size of every group (host)."""
+        return [self.lead + s for s in self.host_sizes]
 
     @property
     def full(self) -> bool:
         """No padding anywhere (every group has the same size)."""
-        return self.view is not None or bool((self.sizes == self.length - self.lead).all())
+        return self.view is not None or min(self.host_sizes, default=0) == max(self.host_sizes, default=0)
+
+    @property
+    def slot(self) -> torch.Tensor:
+        """(M,) flat index g · length + lead + rank of each packed token in the padded layout."""
+        if "slot" not in self._cache:
+            self._cache["slot"] = self.group * self.length + self.lead + self.rank
+        return self._cache["slot"]
 
     def key_mask(self) -> Optional[torch.Tensor]:
         """(G, length) bool, True where a slot holds a real token; None when nothing is padded."""
@@ -47,34 +119,35 @@ class Groups:
         pos = torch.arange(self.length, device=self.sizes.device)
         return pos.unsqueeze(0) < (self.sizes + self.lead).unsqueeze(1)
 
+    # -- the padded layout --------------------------------------------------------------------------
     def pad(self, x: torch.Tensor, lead: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(M, C) packed -> (G, length, C); ``lead`` (G, lead, C) fills the leading slots."""
         c = x.shape[-1]
         if self.view is not None:
             kind, (b, t, p) = self.view
             body = x.view(b * t, p, c) if kind == "frame" else x.view(b, t, p, c).transpose(1, 2).reshape(b * p, t, c)
-        else:
-            body = x.new_empty(self.num_groups * self.length, c)
-            body.index_copy_(0, self.slot, x)
-            # padding slots must hold finite values (a masked key still meets 0 · V in A·V), but only
-            # they need clearing — not the whole buffer
-            body.index_fill_(0, self._empty_slots(lead is None), 0.0)
-            body = body.view(self.num_groups, self.length, c)
-            if lead is not None:
-                body[:, : self.lead] = lead
-            return body
-        return body if lead is None else torch.cat([lead, body], dim=1)
+            return body if lead is None else torch.cat([lead, body], dim=1)
+        body = x.new_empty(self.num_groups * self.length, c)
+        body.index_copy_(0, self.slot, x)
+        # padding slots must hold finite values (a masked key still meets 0 · V in A·V), but only
+        # they need clearing — not the whole buffer
+        body.index_fill_(0, self._empty_slots(lead is None), 0.0)
+        body = body.view(self.num_groups, self.length, c)
+        if lead is not None:
+            body[:, : self.lead] = lead
+        return body
 
     def _empty_slots(self, with_lead: bool) -> torch.Tensor:
         """Flat indices of the padding slots (and of the lead slots when ``with_lead``), cached."""
-        key = "_empty_with_lead" if with_lead else "_empty"
-        if key not in self.__dict__:
+        key = "empty_with_lead" if with_lead else "empty"
+        if key not in self._cache:
             used = torch.zeros(self.num_groups * self.length, dtype=torch.bool, device=self.slot.device)
             used[self.slot] = True
             if not with_lead and self.lead:
                 used.view(self.num_groups, self.length)[:, : self.lead] = True
-            self.__dict__[key] = (~used).nonzero().squeeze(1)
-        return self.__dict__[key]
+            n_used = len(self.group) + (0 if with_lead else self.lead * self.num_groups)
+            self._cache[key] = indices_of(~used, self.num_groups * self.length - n_used)
+        return self._cache[key]
 
     def unpad(self, y: torch.Tensor) -> torch.Tensor:
         """(G, length, C) -> (M, C) for the real tokens (lead slots dropped)."""
@@ -87,6 +160,30 @@ class Groups:
             return body.reshape(b, p, t, c).transpose(1, 2).reshape(b * t * p, c)
         return y.reshape(-1, c).index_select(0, self.slot)
 
+    # -- the jagged layout: groups one after another, lead slots first, no padding --------------------
+    def jagged(self) -> "Jagged":
+        if "jagged" not in self._cache:
+            lengths = self.sizes + self.lead
+            start = lengths.cumsum(0) - lengths
+            lead_rows = (start.unsqueeze(1) + torch.arange(self.lead, device=start.device)).reshape(-1)
+            offsets = torch.cat([start.new_zeros(1), lengths.cumsum(0)])
+            host = self.lengths
+            self._cache["jagged"] = Jagged(start[self.group] + self.lead + self.rank, lead_rows, offsets,
+                                           sum(host), min(host, default=0), max(host, default=0))
+        return self._cache["jagged"]
+
+    # -- the bucketed layout: padded batches of groups of similar lengths ----------------------------
+    def buckets(self, queries: Optional["Groups"] = None, call_cost: float = 0.0) -> "Buckets":
+        """Bucketed layout of attention from ``queries`` (the same groups by default; else the same
+        number of groups, e.g. the kept queries of every frame) to these groups' keys. ``call_cost``:
+        the cost of one more padded batch, in (query, key) pairs (see :func:`plan_buckets`); cached."""
+        q = self if queries is None else queries
+        key = ("buckets", id(q), call_cost)
+        if key not in self._cache:
+            self._cache[key] = (q, Buckets.build(q, self, call_cost))     # q kept alive: the id stays unique
+        return self._cache[key][1]
+
+    # -- per-clip bookkeeping ------------------------------------------------------------------------
     def slots_per_clip(self, batch_size: int) -> torch.Tensor:
         """Σ over each clip's groups of (lead + group size): e.g. the keys one CLS query per group sees."""
         out = torch.zeros(batch_size, dtype=torch.float64, device=self.sizes.device)
@@ -101,6 +198,129 @@ class Groups:
 
 
 @dataclass
+class Jagged:
+    """Groups stored one after another (lead slots first), as nested jagged tensors take them."""
+    rows: torch.Tensor            # (M,) row of each packed token
+    lead_rows: torch.Tensor       # (G·lead,) rows of the lead slots, group by group
+    offsets: torch.Tensor         # (G + 1,) first row of each group, then the total
+    total: int
+    min_length: int
+    max_length: int
+
+
+def plan_buckets(q_lengths: Sequence[int], k_lengths: Sequence[int], call_cost: float,
+                 max_candidates: int = 32) -> List[int]:
+    """Split groups into padded batches ("buckets") so that padded work plus a per-batch cost is least.
+
+    Groups are ordered by (key length, query length); a bucket is a run of that order and costs
+    n · (longest query) · (longest key) + ``call_cost``. Dynamic programming over at most
+    ``max_candidates`` cut points (the distinct orders, or quantiles of them when there are more).
+    Returns each bucket's upper bound on the sort key ``k_length · W + q_length``, W = max q + 1.
+    """
+    if not k_lengths:
+        return []
+    w = max(q_lengths) + 1
+    keys = sorted(k * w + q for q, k in zip(q_lengths, k_lengths))
+    distinct = sorted(set(keys))
+    if len(distinct) > max_candidates:
+        picks = {keys[min(len(keys) - 1, (i * len(keys)) // max_candidates)] for i in range(1, max_candidates)}
+        distinct = sorted(picks | {keys[-1]})
+    # per candidate interval (previous cut, this cut]: group count and longest query
+    count, longest_q, j = [], [], 0
+    for cut in distinct:
+        n, mq = 0, 0
+        while j < len(keys) and keys[j] <= cut:
+            n, mq, j = n + 1, max(mq, keys[j] % w), j + 1
+        count.append(n)
+        longest_q.append(mq)
+    c = len(distinct)
+    best, prev = [0.0] + [float("inf")] * c, [0] * (c + 1)
+    for end in range(1, c + 1):
+        n, mq = 0, 0
+        mk = distinct[end - 1] // w
+        for start in range(end - 1, -1, -1):             # bucket = intervals start..end-1
+            n, mq = n + count[start], max(mq, longest_q[start])
+            cost = best[start] + n * mq * mk + call_cost
+            if cost < best[end]:
+                best[end], prev[end] = cost, start
+    bounds, end = [], c
+    while end > 0:
+        bounds.append(distinct[end - 1])
+        end = prev[end]
+    return bounds[::-1]
+
+
+@dataclass
+class Bucket:
+    count: int                      # groups in this bucket
+    q_length: int                   # query slots per group (lead included)
+    k_length: int                   # key slots per group
+    q_start: int                    # first row of the bucket in the query / key buffers
+    k_start: int
+    key_mask: Optional[torch.Tensor]   # (count, k_length) bool, None when no key is padding
+
+
+@dataclass
+class Buckets:
+    """Padded batches of groups of similar lengths, stored back to back in one query and one key
+    buffer (each bucket a (count, length, C) block)."""
+    buckets: List[Bucket]
+    q_rows: torch.Tensor          # (Mq,) buffer row of each query token
+    q_lead_rows: torch.Tensor     # (G·lead,) rows of the lead queries, group by group
+    k_rows: torch.Tensor
+    k_lead_rows: torch.Tensor
+    q_total: int
+    k_total: int
+    same: bool                    # queries are the keys' own groups (one buffer serves both)
+
+    @classmethod
+    def build(cls, q: Groups, k: Groups, call_cost: float) -> "Buckets":
+        if q.num_groups != k.num_groups or q.lead != k.lead:
+            raise ValueError("query and key groups must match one to one")
+        lead = k.lead
+        q_len, k_len = q.lengths, k.lengths
+        bounds = plan_buckets(q_len, k_len, call_cost)
+        w = max(q_len, default=0) + 1
+        # bucket of each group, on the device, from the host bounds (comparisons: no transfer)
+        sort_key = (k.sizes + lead) * w + (q.sizes + lead)
+        which = torch.zeros_like(k.sizes)
+        for bound in bounds[:-1]:
+            which += (sort_key > bound).long()
+        # host: members' lengths per bucket
+        members: List[List[Tuple[int, int]]] = [[] for _ in bounds]
+        for ql, kl in zip(q_len, k_len):
+            i = next(j for j, bound in enumerate(bounds) if kl * w + ql <= bound)
+            members[i].append((ql, kl))
+        one_hot = (which.unsqueeze(1) == torch.arange(len(bounds), device=which.device)).long()  # F.one_hot syncs
+        within = (one_hot.cumsum(0) - 1).gather(1, which.unsqueeze(1)).squeeze(1)        # index inside the bucket
+        buckets, q_first, k_first = [], torch.zeros_like(which), torch.zeros_like(which)
+        q_at = k_at = 0
+        for i, group_lengths in enumerate(members):
+            lq = max(g[0] for g in group_lengths)
+            lk = max(g[1] for g in group_lengths)
+            inside = which == i
+            q_first = torch.where(inside, q_at + within * lq, q_first)
+            k_first = torch.where(inside, k_at + within * lk, k_first)
+            buckets.append(Bucket(len(group_lengths), lq, lk, q_at, k_at, None))
+            q_at += len(group_lengths) * lq
+            k_at += len(group_lengths) * lk
+        k_rows = k_first[k.group] + lead + k.rank
+        arange_lead = torch.arange(lead, device=which.device)
+        k_lead_rows = (k_first.unsqueeze(1) + arange_lead).reshape(-1)
+        if any(any(kl != b.k_length for _, kl in group_lengths) for b, group_lengths in zip(buckets, members)):
+            used = torch.zeros(k_at, dtype=torch.bool, device=which.device)
+            used[k_rows] = True
+            used[k_lead_rows] = True
+            for b, group_lengths in zip(buckets, members):
+                if any(kl != b.k_length for _, kl in group_lengths):
+                    b.key_mask = used[b.k_start: b.k_start + b.count * b.k_length].view(b.count, b.k_length)
+        same = q is k
+        q_rows = k_rows if same else q_first[q.group] + lead + q.rank
+        q_lead_rows = k_lead_rows if same else (q_first.unsqueeze(1) + arange_lead).reshape(-1)
+        return cls(buckets, q_rows, q_lead_rows, k_rows, k_lead_rows, q_at, k_at, same)
+
+
+@dataclass
 class TokenSet:
     """Kept patch tokens of a batch of clips, packed, with their space-time positions.
 
@@ -110,6 +330,8 @@ class TokenSet:
     grid: (T, H, W) of the full token grid.
     size: (M,) float, the number of original patches each token stands for (token merging, see
           :mod:`video_ats.tome`); None means all ones (dense and ATS sets), at no cost.
+    host: the kept counts on the host (:class:`HostSizes`); read from the device on first use when
+          not given.
     """
     x: torch.Tensor
     cls: torch.Tensor
@@ -119,6 +341,7 @@ class TokenSet:
     grid: Tuple[int, int, int]
     dense: bool = False
     size: Optional[torch.Tensor] = None
+    host: Optional[HostSizes] = None
     _groups: Dict[Tuple[str, int], Groups] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -130,7 +353,8 @@ class TokenSet:
         clip = torch.arange(b, device=dev).repeat_interleave(t_ * h_ * w_)
         t = torch.arange(t_, device=dev).repeat_interleave(h_ * w_).repeat(b)
         p = torch.arange(h_ * w_, device=dev).repeat(b * t_)
-        return cls(x.reshape(b * t_ * h_ * w_, -1), cls_tokens, clip, t, p, grid, dense=True)
+        return cls(x.reshape(b * t_ * h_ * w_, -1), cls_tokens, clip, t, p, grid, dense=True,
+                   host=HostSizes.full(b, grid))
 
     @property
     def batch_size(self) -> int:
@@ -139,23 +363,47 @@ class TokenSet:
     @property
     def num_tokens(self) -> torch.Tensor:
         """(B,) kept patch tokens per clip (class tokens not counted)."""
-        return torch.bincount(self.clip, minlength=self.batch_size)
+        return count_per(self.clip, self.batch_size)
+
+    @property
+    def sizes(self) -> HostSizes:
+        """The kept counts on the host; a set made without them reads them now (one host sync)."""
+        if self.host is None:
+            self.host = HostSizes.read(*self._counts())
+        return self.host
+
+    def _counts(self, kept: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Device counts per (clip, frame) and per (clip, position) of the tokens (``kept`` ones only)."""
+        t_, h_, w_ = self.grid
+        b, p_ = self.batch_size, h_ * w_
+        return (count_per(self.clip * t_ + self.t, b * t_, kept),
+                count_per(self.clip * p_ + self.p, b * p_, kept))
 
     def replace(self, x: torch.Tensor, cls: Optional[torch.Tensor] = None) -> "TokenSet":
         """Same tokens and layout, new features (the cached groups stay valid)."""
         return TokenSet(x, self.cls if cls is None else cls, self.clip, self.t, self.p, self.grid,
-                        self.dense, self.size, self._groups)
+                        self.dense, self.size, self.host, self._groups)
+
+    def select(self, kept: torch.Tensor) -> Tuple[torch.Tensor, HostSizes]:
+        """The packed indices of the True rows of the (M,) bool ``kept`` and the counts of what they
+        keep, with a single device→host read (of the kept counts per frame and per position)."""
+        host = HostSizes.read(*self._counts(kept))
+        return indices_of(kept, host.total), host
 
     def keep(self, kept: torch.Tensor, x: Optional[torch.Tensor] = None,
-             size: Optional[torch.Tensor] = None) -> "TokenSet":
+             size: Optional[torch.Tensor] = None, host: Optional[HostSizes] = None) -> "TokenSet":
         """The subset given by ``kept``: a (M,) bool mask or the sorted packed indices to keep; ``x``
-        (M, D) and ``size`` (M,) replace the features and the token sizes first if given."""
-        idx = kept.nonzero().squeeze(1) if kept.dtype == torch.bool else kept
+        (M, D) and ``size`` (M,) replace the features and the token sizes first if given; ``host``:
+        the kept counts when the caller has them (:meth:`select`)."""
+        if kept.dtype == torch.bool:
+            idx, host = self.select(kept)
+        else:
+            idx = kept
         x = self.x if x is None else x
         size = self.size if size is None else size
         dense = self.dense and idx.numel() == self.x.shape[0]
         return TokenSet(x.index_select(0, idx), self.cls, self.clip[idx], self.t[idx], self.p[idx],
-                        self.grid, dense, None if size is None else size.index_select(0, idx))
+                        self.grid, dense, None if size is None else size.index_select(0, idx), host)
 
     def groups(self, by: str, lead: int = 0) -> Groups:
         """Attention groups: ``"frame"`` (one per clip and frame, all B·T of them, so a lead CLS always
@@ -170,37 +418,37 @@ class TokenSet:
         b, p_ = self.batch_size, h_ * w_
         dev = self.x.device
         if by == "frame":
-            raw, n_raw = self.clip * t_ + self.t, b * t_
+            raw, host = self.clip * t_ + self.t, list(self.sizes.frames)
         elif by == "position":
-            raw, n_raw = self.clip * p_ + self.p, b * p_
+            raw, host = self.clip * p_ + self.p, list(self.sizes.positions)
         else:
             raise ValueError(f"unknown grouping {by!r}")
         if self.dense:                              # full grid: groups are reshapes, no index maps
             per_clip, n = (t_, p_) if by == "frame" else (p_, t_)
+            rank = torch.arange(raw.numel(), device=dev) % p_ if by == "frame" else self.t
             sizes = torch.full((b * per_clip,), n, dtype=torch.long, device=dev)
             clip = torch.arange(b, device=dev).repeat_interleave(per_clip)
-            return Groups(torch.empty(0, dtype=torch.long, device=dev), sizes, clip, lead + n, lead,
-                          view=(by, (b, t_, p_)))
-        sizes = torch.bincount(raw, minlength=n_raw)
+            return Groups(raw, rank, sizes, (n,) * (b * per_clip), clip, lead, view=(by, (b, t_, p_)))
+        sizes = count_per(raw, len(host))
         if by == "position":                        # only positions that still hold a token
             present = sizes > 0
-            compact = present.long().cumsum(0) - 1
-            raw, sizes = compact[raw], sizes[present]
-            clip = present.nonzero().squeeze(1) // p_
+            where = indices_of(present, sum(1 for s in host if s))
+            raw = (present.long().cumsum(0) - 1)[raw]
+            sizes, host = sizes.index_select(0, where), [s for s in host if s]
+            clip = where // p_
         else:
             clip = torch.arange(b, device=dev).repeat_interleave(t_)
         order = torch.argsort(raw, stable=True)     # frame groups are already sorted; cheap either way
         start = sizes.cumsum(0) - sizes
         rank = torch.empty_like(raw)
         rank[order] = torch.arange(raw.numel(), device=dev) - start[raw[order]]
-        length = lead + (int(sizes.max()) if sizes.numel() else 0)
-        return Groups(raw * length + lead + rank, sizes, clip, length, lead)
+        return Groups(raw, rank, sizes, tuple(host), clip, lead)
 
     def per_clip(self, values: torch.Tensor, fill: float = 0.0) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(M, ...) packed values -> (B, N_max, ...) padded per clip, the (B, N_max) valid mask, and the
         flat index of each packed row in that padded layout (to map results back)."""
         counts = self.num_tokens
-        n_max = int(counts.max()) if counts.numel() else 0
+        n_max = max(self.sizes.per_clip(self.batch_size), default=0)
         start = counts.cumsum(0) - counts
         flat = self.clip * n_max + torch.arange(self.clip.numel(), device=self.clip.device) - start[self.clip]
         out = values.new_full((self.batch_size * n_max, *values.shape[1:]), fill)

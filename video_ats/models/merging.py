@@ -4,7 +4,7 @@ Each frame is one merging group. With ToMe alone every frame of every clip holds
 tokens, so the packed rows of the batch (ordered by clip, frame, position) are a plain (B·T, N, D)
 view, and merging needs no padding: the merged-away tokens leave the set, the others keep their
 (t, p) positions, and every token carries its size. Later attention reads the sizes as
-proportional-attention biases (:func:`key_mask`).
+proportional-attention biases (:func:`key_bias`).
 """
 from __future__ import annotations
 
@@ -32,12 +32,12 @@ def merge_within_frames(ts: TokenSet, keys: torch.Tensor, r: int) -> TokenSet:
     return ts.keep(keep.view(-1), x=x.view(g * n, -1), size=size.view(-1))
 
 
-def key_mask(groups: Groups, ts: TokenSet) -> Optional[torch.Tensor]:
-    """What attention over ``groups`` masks its keys with: the bool padding mask, or, once the tokens
-    have sizes, the proportional-attention bias log(size) (lead slots hold a CLS of size 1, padding
-    gets −inf)."""
+def key_bias(groups: Groups, ts: TokenSet) -> Optional[torch.Tensor]:
+    """The proportional-attention bias of attention over ``groups`` once the tokens have sizes:
+    log(size) per key in the padded layout (lead slots hold a CLS of size 1, padding gets −inf);
+    None for tokens without sizes (plain attention, any layout)."""
     if ts.size is None:
-        return groups.key_mask()
+        return None
     lead = ts.size.new_ones(groups.num_groups, groups.lead, 1) if groups.lead else None
     return proportional_bias(groups.pad(ts.size.unsqueeze(1), lead).squeeze(-1))
 

@@ -1,9 +1,14 @@
 """The thin layer that puts the ATS sampler into a backbone's attention (both backbones use it).
 
-At an ATS block the backbone has padded per-frame groups whose slot 0 is a CLS query. Each frame's CLS
-attention row and the per-head value norms give every space-time token a significance score; the
-scores are normalised over the whole clip (all frames together) and sampled per clip
+At an ATS block the backbone has per-frame attention groups whose lead slot is a CLS query. Each
+frame's CLS attention row and the per-head value norms give every space-time token a significance
+score; the scores are normalised over the whole clip (all frames together) and sampled per clip
 (:func:`sample_attention`: score → keep → kept queries → attention rows, one function for both).
+
+Host syncs: an ATS block reads the device exactly once — the kept counts per frame and per spatial
+position of the selected tokens (:meth:`TokenSet.select`), from which the host knows every shape that
+follows (the kept indices, the next groups, the attention layout, the next sampler's grid). Scores,
+selection and index maps stay on the device. ``tests/test_host_syncs.py`` counts this.
 """
 from __future__ import annotations
 
@@ -13,31 +18,30 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 import torch
 from torch.profiler import record_function
 
-from ..ats import ATSConfig, NumTokens, scores_from_value_norms
+from ..ats import ATSConfig, NumTokens, autocast_off, scores_from_value_norms
 from ..errors import UserError
 from ..tokens import Groups, TokenSet
-from .layers import Attention, attention_row, merge_heads
+from .layers import Attention, lead_attention
 
 # The ATS step wraps its own work (scores, sampling, gathers, index bookkeeping) in this profiler
 # label, so benchmarks can report the sampler's share of the forward.
 ATS_PROFILE_LABEL = "video_ats.ats"
 
 
-def select_tokens(ts: TokenSet, frames: Groups, cls_attn: torch.Tensor, v: torch.Tensor,
+def select_tokens(ts: TokenSet, cls_attn: torch.Tensor, value_norms: torch.Tensor,
                   cfg: ATSConfig, block: int) -> torch.Tensor:
     """Kept mask (M,) over the packed tokens of ``ts``.
 
-    frames:   ts.groups("frame", lead=1) — one group per (clip, frame), CLS in slot 0.
-    cls_attn: (G, H, L) attention probabilities of each frame's CLS query over its frame's slots.
-    v:        (G, H, L, d) values in the same layout.
+    cls_attn:    (M, H) attention probability of each token's frame CLS query to that token, per head.
+    value_norms: (M, H) per-head norms of the tokens' values.
+    Both float32 (the scores, CDF and sampling are float32 under autocast too).
     """
     heads = cls_attn.shape[1]
-    a_tok = frames.unpad(cls_attn.transpose(1, 2))                       # (M, H)
-    n_tok = frames.unpad(v.float().norm(dim=-1).transpose(1, 2))         # (M, H)
-    both, valid, flat = ts.per_clip(torch.cat([a_tok, n_tok], dim=1))    # (B, N, 2H)
-    a, norms = both[..., :heads].transpose(1, 2), both[..., heads:].transpose(1, 2)
-    scores = scores_from_value_norms(a, norms, cfg.score_mode, valid)    # (B, N), Σ over a clip = 1
-    kept = cfg.select(scores, block, valid)
+    with autocast_off(cls_attn.device):
+        both, valid, flat = ts.per_clip(torch.cat([cls_attn.float(), value_norms.float()], dim=1))   # (B, N, 2H)
+        a, norms = both[..., :heads].transpose(1, 2), both[..., heads:].transpose(1, 2)
+        scores = scores_from_value_norms(a, norms, cfg.score_mode, valid)    # (B, N), Σ over a clip = 1
+        kept = cfg.select(scores, block, valid)
     return kept.view(-1)[flat]
 
 
@@ -51,42 +55,46 @@ class TokenSampler:
     def num_tokens(self) -> NumTokens:
         return self.cfg.num_tokens_at(self.block)
 
-    def select(self, ts: TokenSet, frames: Groups, cls_attn: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def select(self, ts: TokenSet, cls_attn: torch.Tensor, value_norms: torch.Tensor) -> torch.Tensor:
         """Kept mask (M,) over the packed tokens of ``ts`` (see :func:`select_tokens`)."""
-        return select_tokens(ts, frames, cls_attn, v, self.cfg, self.block)
+        return select_tokens(ts, cls_attn, value_norms, self.cfg, self.block)
 
 
 class Sampled(NamedTuple):
     ts: TokenSet              # the kept tokens (features: the kept rows of ``x_tok``)
-    rows: torch.Tensor        # (G, 1 + longest kept frame, D): attention output of CLS + kept queries
+    out: torch.Tensor         # (M', D) attention output of the kept queries, packed
+    out_cls: torch.Tensor     # (G, 1, D) attention output of each frame's CLS query
     extra: Any                # what ``after`` returned (None without it)
 
 
 def sample_attention(sampler: TokenSampler, attn: Attention, ts: TokenSet, frames: Groups,
-                     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: Optional[torch.Tensor],
-                     x_tok: torch.Tensor, q_tok: torch.Tensor, q_cls: torch.Tensor,
+                     qkv: torch.Tensor, qkv_cls: torch.Tensor, x_tok: torch.Tensor,
                      after: Optional[Callable[[TokenSet], Any]] = None) -> Sampled:
-    """The ATS step of both backbones, at a per-frame attention whose slot 0 is a CLS query.
+    """The ATS step of both backbones, at a per-frame attention whose lead slot is a CLS query.
 
     Scores every token from its frame's CLS row of the attention (normalised over the clip), keeps a
     subset per clip, and computes the attention output only for the frame CLS + kept queries: rows of
     the same attention matrix (the keys stay all tokens that entered the block; nothing is recomputed).
 
-    frames, q, k, v, key_mask: the attention over ``frames`` = ts.groups("frame", lead=1), (G, H, L, d).
-    x_tok (M, D): the features the kept tokens carry on; q_tok (M, D) and q_cls (G, 1, D): the queries
-    before the head split. ``after(kept_set)`` is the backbone's bookkeeping for the new token set
-    (its next groups or layout), run under the same profiler label; its result is ``extra``.
+    frames: ts.groups("frame", lead=1); qkv (M, 3D): the packed q|k|v rows of the tokens of ``ts``;
+    qkv_cls (G, 1, 3D): each frame's CLS row. x_tok (M, D): the features the kept tokens carry on.
+    ``after(kept_set)`` is the backbone's bookkeeping for the new token set (its next groups or
+    layout), run under the same profiler label; its result is ``extra``.
     """
-    g, heads = q.shape[:2]
-    d = q_tok.shape[-1]
+    heads, d = attn.num_heads, qkv.shape[-1] // 3
     with record_function(ATS_PROFILE_LABEL):
-        cls_attn = attention_row(q[:, :, 0], k, key_mask)
-        kept = sampler.select(ts, frames, cls_attn, v).nonzero().squeeze(1)    # the one host sync here
-        out = ts.keep(kept, x=x_tok)
-        q_kept = out.groups("frame", lead=1).pad(q_tok.index_select(0, kept), q_cls)
-        q_kept = q_kept.view(g, -1, heads, d // heads).transpose(1, 2)
+        with autocast_off(qkv.device):                       # scores in float32 whatever the autocast
+            per_head = lambda rows: rows.reshape(rows.shape[0], heads, -1)      # noqa: E731
+            cls_attn = lead_attention(per_head(qkv_cls[:, 0, :d]), per_head(qkv[:, d:2 * d]),
+                                      per_head(qkv_cls[:, 0, d:2 * d]), frames)          # (M, H)
+            norms = per_head(qkv[:, 2 * d:].float()).norm(dim=-1)                      # (M, H)
+            kept = sampler.select(ts, cls_attn, norms)
+        idx, host = ts.select(kept)                          # the one device→host read of the block
+        out = ts.keep(idx, x=x_tok, host=host)
+        queries = (out.groups("frame", lead=1), qkv[:, :d].index_select(0, idx), qkv_cls[..., :d])
         extra = after(out) if after is not None else None
-    return Sampled(out, merge_heads(attn.attend(q_kept, k, v, key_mask)), extra)
+    o, o_cls = attn.attend_groups(frames, qkv, qkv_cls, queries=queries)
+    return Sampled(out, o, o_cls, extra)
 
 
 class TokenSampling:

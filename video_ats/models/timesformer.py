@@ -31,8 +31,8 @@ from ..errors import UserError
 from ..flops import FlopMeter
 from ..tokens import TokenSet
 from ..tome import MergeCount, resolve_r
-from .layers import Attention, Mlp, PatchEmbed, drop_path_grouped, init_vit_weights, merge_heads, split_heads
-from .merging import TOME_PROFILE_LABEL, TokenMerging, key_mask, merge_within_frames
+from .layers import Attention, Mlp, PatchEmbed, drop_path_grouped, init_vit_weights, split_heads
+from .merging import TOME_PROFILE_LABEL, TokenMerging, key_bias, merge_within_frames
 from .registry import preset
 from .sampling import TokenSampler, TokenSampling, sample_attention
 
@@ -94,8 +94,8 @@ class DividedSpaceTimeBlock(nn.Module):
         """One block on ``ts``; ``sampler`` samples tokens in the spatial attention (ATS), ``tome_r``
         (exclusive with it) merges that many tokens inside every frame after the spatial attention."""
         xt = self.temporal(ts)                                  # temporal attention → temporal_fc → residual
-        attended, cls, keys = self.spatial(ts, xt, sampler)     # spatial attention per frame (ATS) → residual
-        merged = self.merge(attended, keys, tome_r)             # ToMe
+        attended, cls, qkv = self.spatial(ts, xt, sampler)     # spatial attention per frame (ATS) → residual
+        merged = self.merge(attended, qkv, tome_r)              # ToMe
         out = self.mlp_residual(merged, cls)                    # MLP
         if meter is not None:
             self.count_flops(meter, ts, attended, merged, sampler is not None)
@@ -104,38 +104,42 @@ class DividedSpaceTimeBlock(nn.Module):
     def temporal(self, ts: TokenSet) -> torch.Tensor:
         """The kept tokens of each spatial position attend to each other (no CLS); returns x + residual."""
         positions = ts.groups("position")
-        q, k, v = split_heads(positions.pad(self.temporal_attn.qkv(self.temporal_norm1(ts.x))),
-                              self.temporal_attn.num_heads)
-        o = positions.unpad(merge_heads(self.temporal_attn.attend(q, k, v, key_mask(positions, ts))))
+        qkv = self.temporal_attn.qkv(self.temporal_norm1(ts.x))
+        o, _ = self.temporal_attn.attend_groups(positions, qkv, bias=key_bias(positions, ts))
         return ts.x + self._drop(self.temporal_fc(self.temporal_attn.project(o)), ts)
 
     def spatial(self, ts: TokenSet, xt: torch.Tensor, sampler: Optional[TokenSampler]):
         """Attention per frame; each frame gets a copy of the clip's CLS as its first query, and the T
         CLS outputs are averaged back. With a sampler only the CLS + kept queries get outputs.
-        Returns the tokens after the residual, the new CLS (B, 1, D) and the keys (B·T, H, L, d)."""
+        Returns the tokens after the residual, the new CLS (B, 1, D) and the tokens' qkv rows (M, 3D)."""
         b, t, d = ts.batch_size, ts.grid[0], xt.shape[-1]
         frames = ts.groups("frame", lead=1)
-        qkv_tok = self.attn.qkv(self.norm1(xt))
-        qkv_cls = self.attn.qkv(self.norm1(ts.cls)).repeat_interleave(t, dim=0)      # (B·T, 1, 3D)
-        q, k, v = split_heads(frames.pad(qkv_tok, qkv_cls), self.attn.num_heads)
-        mask = key_mask(frames, ts)
+        scored = sampler is not None                        # ATS scores float32 q, k, v (under autocast too)
+        qkv_tok = self.attn.project_qkv(self.norm1(xt), scored)
+        qkv_cls = self.attn.project_qkv(self.norm1(ts.cls), scored).repeat_interleave(t, dim=0)   # (B·T, 1, 3D)
         if sampler is None:
-            out, o = ts.replace(xt), merge_heads(self.attn.attend(q, k, v, mask))    # (B·T, L, D)
+            out = ts.replace(xt)
+            o, o_cls = self.attn.attend_groups(frames, qkv_tok, qkv_cls, bias=key_bias(frames, ts))
         else:                             # the next block's temporal groups are ATS bookkeeping too
-            out, o, _ = sample_attention(sampler, self.attn, ts, frames, q, k, v, mask, xt, qkv_tok[:, :d],
-                                         qkv_cls[..., :d], after=lambda kept: kept.groups("position"))
-        res_tok = self.attn.project(out.groups("frame", lead=1).unpad(o))
-        res_cls = self.attn.project(o[:, :1]).view(b, t, d).mean(dim=1, keepdim=True)  # average over frames
+            out, o, o_cls, _ = sample_attention(sampler, self.attn, ts, frames, qkv_tok, qkv_cls, xt,
+                                                after=lambda kept: kept.groups("position"))
+        res_tok = self.attn.project(o)
+        res_cls = self.attn.project(o_cls).view(b, t, d).mean(dim=1, keepdim=True)     # average over frames
         out = out.replace(out.x + self._drop(res_tok, out))
-        return out, ts.cls + self._drop(res_cls, out, per_clip=True), k
+        return out, ts.cls + self._drop(res_cls, out, per_clip=True), qkv_tok
 
-    def merge(self, ts: TokenSet, keys: torch.Tensor, tome_r: Optional[MergeCount]) -> TokenSet:
-        """ToMe: r tokens inside every frame merge, matched on the spatial attention's keys."""
-        r = resolve_r(tome_r, ts.groups("frame", lead=1).length - 1) if tome_r is not None else 0
+    def merge(self, ts: TokenSet, qkv: torch.Tensor, tome_r: Optional[MergeCount]) -> TokenSet:
+        """ToMe: r tokens inside every frame merge, matched on the spatial attention's keys (from the
+        tokens' qkv rows; every frame holds the same tokens, so they are a (B·T, N) grid)."""
+        frames = ts.groups("frame", lead=1)
+        r = resolve_r(tome_r, frames.length - 1) if tome_r is not None else 0
         if not r:
             return ts
+        if not frames.full:
+            raise RuntimeError("ToMe needs the same token count in every frame")
         with record_function(TOME_PROFILE_LABEL):
-            return merge_within_frames(ts, keys[:, :, 1:].mean(dim=1), r)
+            k = split_heads(qkv.view(frames.num_groups, frames.length - 1, -1), self.attn.num_heads)[1]
+            return merge_within_frames(ts, k.mean(dim=1), r)
 
     def mlp_residual(self, ts: TokenSet, cls: torch.Tensor) -> TokenSet:
         """MLP on the tokens and the CLS, as one packed matrix."""

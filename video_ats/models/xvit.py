@@ -192,40 +192,37 @@ class SpaceTimeMixingBlock(nn.Module):
                 meter: Optional[FlopMeter] = None) -> FrameRows:
         """One block on ``s``; ``sampler`` samples tokens in the attention (ATS): the result is then the
         packed rows of the kept tokens."""
-        q, k, v, qkv = self.mixing_qkv(s)               # norm1 → qkv → k/v shifted across frames
-        out, o = self.attention(s, q, k, v, qkv, sampler)   # per frame (ATS here)
+        qkv = self.mixing_qkv(s, sampler is not None)   # norm1 → qkv → k/v shifted across frames
+        out, o = self.attention(s, qkv, sampler)        # per frame (ATS here)
         out = self.residual_mlp(out, o)                 # proj → residual → MLP
         if meter is not None:
             self.count_flops(meter, s, out, sampler is not None)
         return out
 
-    def mixing_qkv(self, s: FrameRows):
-        """q, k, v per frame (B·T, heads, L, d), k/v channels shifted; and the qkv rows in ``s``'s layout."""
-        qkv = self.attn.qkv(self.norm1(s.x))
+    def mixing_qkv(self, s: FrameRows, scored: bool = False) -> torch.Tensor:
+        """The qkv rows in ``s``'s layout, k/v channels shifted across frames; ``scored`` (an ATS block):
+        float32 under autocast too, since ATS scores them."""
+        qkv = self.attn.project_qkv(self.norm1(s.x), scored)
         if s.layout is None:                            # frames are rows of the batch: the shift is a slice copy
-            qkv = shift_kv_dense(qkv, self.num_segments, self.fold)
-            return (*split_heads(qkv, self.attn.num_heads), qkv)
-        qkv = shift_kv_packed(qkv, s.layout, self.fold)
-        tok, cls = s.split(qkv)
-        padded = s.frames().pad(tok, cls.view(cls.shape[0], 1, -1))
-        return (*split_heads(padded, self.attn.num_heads), qkv)
+            return shift_kv_dense(qkv, self.num_segments, self.fold)
+        return shift_kv_packed(qkv, s.layout, self.fold)
 
-    def attention(self, s: FrameRows, q, k, v, qkv: torch.Tensor, sampler: Optional[TokenSampler]):
+    def attention(self, s: FrameRows, qkv: torch.Tensor, sampler: Optional[TokenSampler]):
         """Attention per frame. Returns the rows that go on (``s``'s, or with a sampler the packed rows
         of the frame CLS + kept tokens, which only get outputs) and their attention output, same layout."""
-        key_mask = None if s.layout is None else s.frames().key_mask()
-        if sampler is None:
-            o = merge_heads(self.attn.attend(q, k, v, key_mask))                  # (B·T, L, D)
-            if s.layout is None:
-                return s, o
-            return s, torch.cat([s.frames().unpad(o), o[:, 0]], dim=0)
+        if s.layout is None and sampler is None:       # the official (B·T, 1 + P) layout: plain attention
+            return s, merge_heads(self.attn.attend(*split_heads(qkv, self.attn.num_heads)))
         b, t, d = s.batch_size, s.grid[0], s.x.shape[-1]
+        tok, cls = s.split(qkv)
+        cls = cls.reshape(b * t, 1, -1)
+        if sampler is None:
+            o, o_cls = self.attn.attend_groups(s.frames(), tok, cls)
+            return s, torch.cat([o, o_cls[:, 0]], dim=0)
         x_tok, x_cls = (s.tokens().x, s.x[:, 0]) if s.layout is None else s.split(s.x)
-        q_tok, q_cls = s.split(qkv[..., :d])
-        kept, o, layout = sample_attention(
-            sampler, self.attn, s.tokens(), s.frames(), q, k, v, key_mask, x_tok, q_tok, q_cls.reshape(b * t, 1, d),
+        kept, o, o_cls, layout = sample_attention(
+            sampler, self.attn, s.tokens(), s.frames(), tok, cls, x_tok,
             after=lambda kept_set: PackedLayout.build(kept_set, self.num_segments))   # the shift's neighbour rows
-        o = torch.cat([kept.groups("frame", lead=1).unpad(o), o[:, 0]], dim=0)
+        o = torch.cat([o, o_cls[:, 0]], dim=0)
         return FrameRows(torch.cat([kept.x, x_cls.reshape(b * t, d)], dim=0), b, s.grid, layout), o
 
     def residual_mlp(self, s: FrameRows, o: torch.Tensor) -> FrameRows:
