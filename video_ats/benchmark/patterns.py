@@ -260,7 +260,7 @@ class ScriptedSampler:
     def num_tokens(self):
         return self.cfg.num_tokens_at(self.block)
 
-    def _select(self, ts, frames, cls_attn, v):
+    def _select(self, ts, cls_attn, value_norms):
         pat = self.state.pattern
         if tuple(ts.grid) != pat.grid:
             raise UserError(f"keep pattern {pat.name!r} was built for grid {pat.grid}, the model has {tuple(ts.grid)}")
@@ -273,7 +273,7 @@ class ScriptedSampler:
         else:
             keep = (padded > self.stage) & valid
             wanted = inverse_transform_sampling(keep.float(), keep.sum(-1).clamp_min(1), valid=valid)
-        return select_tokens(ts, frames, cls_attn, v, _Choice(self.cfg, wanted.contiguous()), self.block)
+        return select_tokens(ts, cls_attn, value_norms, _Choice(self.cfg, wanted.contiguous()), self.block)
 
 
 def _disable_compile(fn):
