@@ -280,3 +280,18 @@ class FolderLock:
     def __exit__(self, *exc):
         self.release()
         return False
+
+
+def replace_generated_block(path: str, block: str, begin: str, end: str, begin_line: Optional[str] = None) -> None:
+    """Replace what lies between the marker ``begin`` (a prefix of its line is enough) and ``end`` in the
+    text file ``path`` (a README) with ``block``; the begin marker is rewritten as ``begin_line`` when
+    given. The file is written atomically."""
+    if not os.path.isfile(path):
+        raise UserError(f"{path!r} not found")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if begin not in text or end not in text:
+        raise UserError(f"{path} has no generated-block markers ({begin_line or begin} ... {end})")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    atomic_write_text(path, head + (begin_line or begin) + "\n" + block + end + tail, "README")

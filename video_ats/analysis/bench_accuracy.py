@@ -678,14 +678,9 @@ def findings(r: Dict[str, Any]) -> List[str]:
 
 def update_readme(readme: str, block: str, begin: str = README_BEGIN, end: str = README_END) -> None:
     """Replace the text between the markers ``begin`` and ``end`` of ``readme`` with ``block``."""
-    with open(readme, encoding="utf-8") as f:
-        text = f.read()
-    if begin not in text or end not in text:
-        raise UserError(f"{readme} has no generated-block markers ({begin} ... {end})")
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    with open(readme, "w", encoding="utf-8") as f:
-        f.write(head + begin + "\n" + block + end + tail)
+    from ..fileio import replace_generated_block
+
+    replace_generated_block(readme, block, begin, end)
 
 
 def plot_curves(r: Dict[str, Any], path: str) -> str:

@@ -142,13 +142,6 @@ def render(results: Sequence[Dict[str, Any]], paths: Sequence[str] = ()) -> str:
 
 def update_readme(readme: str, block: str) -> None:
     """Replace the text between the benchmark markers of ``readme`` with ``block``."""
-    if not os.path.isfile(readme):
-        raise UserError(f"--readme {readme!r} not found")
-    with open(readme, encoding="utf-8") as f:
-        text = f.read()
-    if README_BEGIN not in text or README_END not in text:
-        raise UserError(f"{readme} has no benchmark markers ({BEGIN_LINE} ... {README_END})")
-    head, rest = text.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
-    with open(readme, "w", encoding="utf-8") as f:
-        f.write(head + BEGIN_LINE + "\n\n" + block.rstrip("\n") + "\n\n" + README_END + tail)
+    from ..fileio import replace_generated_block
+
+    replace_generated_block(readme, "\n" + block.rstrip("\n") + "\n\n", README_BEGIN, README_END, BEGIN_LINE)
