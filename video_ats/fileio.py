@@ -295,3 +295,13 @@ def replace_generated_block(path: str, block: str, begin: str, end: str, begin_l
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
     atomic_write_text(path, head + (begin_line or begin) + "\n" + block + end + tail, "README")
+
+
+def publish_readme(repo: Optional[str]) -> Optional[str]:
+    """The README.md of the repository folder a ``--publish`` option names (None: not publishing)."""
+    if repo is None:
+        return None
+    readme = os.path.join(repo, "README.md")
+    if not os.path.isfile(readme):
+        raise UserError(f"--publish {repo}: no README.md there (give the repository folder)")
+    return readme

@@ -46,6 +46,7 @@ def run(args) -> int:
     from ..analysis.bench_accuracy import Bench, BenchSpec, render_markdown, update_readme
     from ..engine.builders import check_writable_dir
     from ..errors import UserError
+    from ..fileio import publish_readme
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("ats_scales", "baseline_scales", "finetune_scales"):
@@ -60,11 +61,7 @@ def run(args) -> int:
         raise UserError(f"--bootstrap needs at least 100 resamples, got {args.bootstrap}")
     if len(set(args.seeds)) != len(args.seeds):
         raise UserError(f"--seeds must be distinct, got {args.seeds}")
-    readme = None
-    if args.publish is not None:
-        readme = os.path.join(args.publish, "README.md")
-        if not os.path.isfile(readme):
-            raise UserError(f"--publish {args.publish}: no README.md there (give the repository folder)")
+    readme = publish_readme(args.publish)
     check_writable_dir(args.out, "benchmark folder")
     spec = BenchSpec(out=args.out, data=args.data, data_seed=args.data_seed, seeds=tuple(args.seeds),
                      ats_scales=tuple(args.ats_scales), baseline_scales=tuple(args.baseline_scales),

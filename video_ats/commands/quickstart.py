@@ -96,6 +96,7 @@ def _log(line: str) -> None:
 def run(args) -> int:
     from ..engine.builders import check_writable_dir
     from ..errors import UserError
+    from ..fileio import publish_readme
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for flag in ("epochs", "ats_epochs"):
@@ -104,11 +105,7 @@ def run(args) -> int:
     seeds = args.seeds if args.seeds is not None else [0 if args.seed is None else args.seed]
     if len(set(seeds)) != len(seeds):
         raise UserError(f"--seeds must be distinct, got {seeds}")
-    readme = None
-    if args.publish is not None:
-        readme = os.path.join(args.publish, "README.md")
-        if not os.path.isfile(readme):
-            raise UserError(f"--publish {args.publish}: no README.md there (give the repository folder)")
+    readme = publish_readme(args.publish)
     out = os.path.abspath(args.out)
     check_writable_dir(out, "results folder")
     cache = args.data or os.path.join(os.environ.get("VIDEO_ATS_CACHE", os.path.join(os.path.expanduser("~"),
