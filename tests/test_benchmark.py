@@ -153,6 +153,38 @@ def test_compile_failure_is_one_line_and_the_run_goes_on(tmp_path, monkeypatch, 
     assert all(r["compile"] == {"ok": False, "error": "RuntimeError: no C compiler found"} for r in rows)
 
 
+def test_a_run_cut_short_keeps_the_rows_it_measured(tmp_path, monkeypatch):
+    """Rows reach the --json file as they are measured (marked incomplete), so a time limit or Ctrl-C
+    in the middle of a long benchmark loses only the row in progress."""
+    from video_ats.benchmark import speed
+
+    real_row, calls = speed._row, []
+
+    def row_then_stop(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_row(*a, **k)
+
+    monkeypatch.setattr(speed, "_row", row_then_stop)
+    out = tmp_path / "cut.json"
+    assert main(["benchmark", *TINY, *ATS, "--keep-pattern", "uniform", "skewed", "--batch", "1", *FAST,
+                 "--no-official", "--json", str(out)]) == 130           # "interrupted"
+    res = json.loads(out.read_text())
+    assert res["complete"] is False and [r["setting"] for r in res["rows"]] == ["dense", "ats1"]
+    assert "Partial results" in main_report(out)
+    monkeypatch.setattr(speed, "_row", real_row)
+    assert main(["benchmark", *TINY, *ATS, "--batch", "1", *FAST, "--no-official", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["complete"] is True and "Partial results" not in main_report(out)
+
+
+def main_report(path):
+    from video_ats.benchmark.report import load_results, render_speed
+
+    return render_speed(load_results(str(path)))
+
+
 def test_key_value_overrides_and_deprecated_model_arg(tmp_path, capsys):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     assert main(["benchmark", *TINY, "--batch", "1", *ATS, "--keep-pattern", "uniform", *FAST, "--no-official",

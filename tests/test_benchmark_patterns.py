@@ -1,12 +1,17 @@
 """Keep patterns of the speed benchmark: the skewed generator, replayed masks, and that the model's own
 sampler keeps exactly the tokens a pattern says (on the device of VIDEO_ATS_TEST_DEVICE)."""
+from fractions import Fraction
+
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import video_ats
 from video_ats.benchmark.patterns import (
     KeepPattern,
     build_pattern,
+    even_keep,
     expected_masks,
     install_pattern,
     load_pattern_file,
@@ -20,6 +25,32 @@ from video_ats.benchmark.patterns import (
 from video_ats.errors import UserError
 
 GRID = (8, 14, 14)                      # TimeSformer-B 8x224
+
+
+def _even_oracle(n, k):
+    """Ranks that inverse transform sampling keeps from n flat scores with K = k, in exact fractions."""
+    kept = set()
+    for i in range(1, k + 1):
+        kept.add(next(j for j in range(n) if Fraction(j + 1, n) >= Fraction(2 * i - 1, 2 * k)))
+    return kept
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(1, 50)), min_size=1, max_size=4), st.randoms())
+def test_even_keep_is_exact_flat_score_sampling_under_padding(rows, rnd):
+    """The uniform pattern's rule: per row, the tokens exact-arithmetic sampling keeps from flat scores
+    over the row's valid tokens (valid ones scattered among padding), min(K, n) of them."""
+    width = max(n for n, _ in rows) + 3
+    valid = torch.zeros(len(rows), width, dtype=torch.bool)
+    for r, (n, _) in enumerate(rows):
+        valid[r, sorted(rnd.sample(range(width), n))] = True
+    k = torch.tensor([k for _, k in rows])
+    kept = even_keep(valid, k)
+    assert not (kept & ~valid).any()
+    for r, (n, kk) in enumerate(rows):
+        ranks = (valid[r].long().cumsum(0) - 1)[kept[r]].tolist()
+        assert set(ranks) == (_even_oracle(n, kk) if n else set())
+        assert len(ranks) == min(n, kk)
 
 
 def test_skewed_scores_are_seeded_and_deterministic():

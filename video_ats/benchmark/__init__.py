@@ -15,10 +15,10 @@ report         README tables from results files — :mod:`.report`
 from .patterns import (  # noqa: F401
                        KeepPattern,
                        build_pattern,
+                       even_keep,
                        expected_masks,
                        install_pattern,
                        resample_stages,
                        skewed_scores,
-                       uniform_scores,
 )
 from .speed import ATS_PRESETS, SpeedSpec, format_row, run_speed  # noqa: F401

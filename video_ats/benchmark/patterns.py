@@ -6,7 +6,8 @@ trained model keeps very different numbers of tokens per frame and per clip, whi
 attention groups. A *keep pattern* fixes what the ATS blocks keep, independently of the weights:
 
 ``model``    the model's own significance scores (random weights: ≈ K tokens, spread evenly).
-``uniform``  flat synthetic scores: exactly K tokens per clip at every ATS block, spread evenly.
+``uniform``  exactly K tokens per clip at every ATS block, evenly spaced (:func:`even_keep`): what the
+             sampler keeps from flat scores, computed in integers so that every device keeps the same.
 ``skewed``   seeded synthetic scores concentrated on a moving object whose size changes from frame to
              frame (:func:`skewed_scores`): frames keep very different numbers of tokens and clips
              differ several-fold, like a trained model on real video.
@@ -30,7 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..ats import ATSConfig, inverse_transform_sampling
+from ..ats import ATSConfig, inverse_transform_sampling, resolve_num_samples
 from ..errors import UserError
 from ..models.sampling import select_tokens
 
@@ -43,8 +44,8 @@ SKEWED_CLIPS = 64          # distinct clips of the skewed generator (cycled over
 class KeepPattern:
     """A keep pattern for one token grid.
 
-    kind:   "model" (no override), "scores" (``table`` (C, T, P) float significance per clip, sampled
-            with the setting's K) or "masks" (``table`` (C, T, P) uint8: the number of ATS stages each
+    kind:   "model" (no override), "even" (K evenly spaced tokens, :func:`even_keep`), "scores"
+            (``table`` (C, T, P) float significance per clip, sampled with the setting's K) or "masks" (``table`` (C, T, P) uint8: the number of ATS stages each
             token survives; stage s keeps the tokens with value > s).
     clips:  C, the number of distinct clips; batch row b uses clip (offset + b) mod C.
     stages: number of ATS stages of a "masks" pattern (its ATS setting must have as many blocks).
@@ -66,10 +67,23 @@ class KeepPattern:
 
 
 # ---- synthetic patterns ---------------------------------------------------------------------------
-def uniform_scores(grid: Tuple[int, int, int]) -> torch.Tensor:
-    """(1, T, P) flat scores: ATS keeps exactly K tokens, spread evenly over the clip."""
-    t, h, w = grid
-    return torch.ones(1, t, h * w)
+def even_keep(valid: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """(B, N) bool: ``k`` (B,) tokens evenly spaced among each row's ``valid`` ones.
+
+    This is what inverse transform sampling keeps from flat scores in exact arithmetic: grid point
+    (2i − 1)/(2K) picks the first of the n valid tokens whose CDF (r + 1)/n reaches it. With flat scores
+    those often tie exactly (K = n/2: every grid point sits on a CDF step), and float rounding — which
+    differs between CPU and CUDA cumsums — then decides; here the rule is integer: token of rank r is
+    kept iff some i has 2K·r < n(2i − 1) ≤ 2K(r + 1), i.e. iff d(r + 1) > d(r) with
+    d(x) = min(K, ⌊(2Kx + n) / 2n⌋), the number of grid points at or below x/n."""
+    rank = valid.long().cumsum(-1) - 1
+    n = valid.sum(-1, keepdim=True).clamp_min(1)
+    k = k.to(device=valid.device, dtype=torch.long).view(-1, 1)
+
+    def points_up_to(x):
+        return torch.minimum((2 * k * x + n) // (2 * n), k)
+
+    return valid & (points_up_to(rank + 1) > points_up_to(rank))
 
 
 def skewed_scores(grid: Tuple[int, int, int], clips: int = SKEWED_CLIPS, seed: int = 0) -> torch.Tensor:
@@ -198,7 +212,7 @@ def build_pattern(spec: str, grid: Tuple[int, int, int], seed: int = 0) -> KeepP
     if spec == "model":
         return KeepPattern("model", "model", grid)
     if spec == "uniform":
-        return KeepPattern("uniform", "scores", grid, uniform_scores(grid))
+        return KeepPattern("uniform", "even", grid)
     if spec == "skewed":
         return KeepPattern("skewed", "scores", grid, skewed_scores(grid, SKEWED_CLIPS, seed), info={"seed": seed})
     if not (spec.endswith((".pt", ".keep")) or os.sep in spec or os.path.exists(spec)):
@@ -265,14 +279,20 @@ class ScriptedSampler:
         if tuple(ts.grid) != pat.grid:
             raise UserError(f"keep pattern {pat.name!r} was built for grid {pat.grid}, the model has {tuple(ts.grid)}")
         dev = ts.clip.device
-        rows = pat.rows(ts.batch_size, self.state.offset).to(dev)
-        per_token = self.state.table(dev)[rows[ts.clip], ts.t, ts.p]            # (M,)
-        padded, valid, _ = ts.per_clip(per_token)                               # the layout select_tokens uses
+        if pat.kind == "even":
+            _, valid, _ = ts.per_clip(ts.t)                                     # the layout select_tokens uses
+            keep = even_keep(valid, resolve_num_samples(self.num_tokens, valid.sum(-1)))
+        else:
+            rows = pat.rows(ts.batch_size, self.state.offset).to(dev)
+            per_token = self.state.table(dev)[rows[ts.clip], ts.t, ts.p]        # (M,)
+            padded, valid, _ = ts.per_clip(per_token)
         if pat.kind == "scores":
             wanted = self.cfg.select(padded.float(), self.block, valid)
-        else:
-            keep = (padded > self.stage) & valid
-            wanted = inverse_transform_sampling(keep.float(), keep.sum(-1).clamp_min(1), valid=valid)
+        else:                                  # the sampler on flat scores over the wanted tokens keeps them all
+            if pat.kind == "masks":
+                keep = (padded > self.stage) & valid
+            wanted = inverse_transform_sampling(keep.float(), keep.sum(-1).clamp_min(1), valid=valid,
+                                                max_samples=keep.shape[-1])
         return select_tokens(ts, cls_attn, value_norms, _Choice(self.cfg, wanted.contiguous()), self.block)
 
 
@@ -306,12 +326,16 @@ def expected_masks(pattern: KeepPattern, ats: Dict[str, Any], batch: int, depth:
     model): per ATS stage a (batch, T, P) bool mask. A test oracle for :class:`ScriptedSampler`."""
     cfg = ATSConfig.from_any(ats, depth)
     t, h, w = pattern.grid
-    table = pattern.table[pattern.rows(batch, offset)].reshape(batch, t * h * w)
+    if pattern.table is not None:
+        table = pattern.table[pattern.rows(batch, offset)].reshape(batch, t * h * w)
     present = torch.ones(batch, t * h * w, dtype=torch.bool)
     out = []
     for s, blk in enumerate(cfg.blocks):
         if pattern.kind == "masks":
             kept = present & (table > s)
+        elif pattern.kind == "even":
+            n = present.sum(-1)
+            kept = even_keep(present, resolve_num_samples(cfg.num_tokens_at(blk), n))
         else:
             kept = torch.zeros_like(present)
             for b in range(batch):                      # one clip at a time: no padding involved

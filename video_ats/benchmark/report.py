@@ -21,7 +21,7 @@ LEGEND = (
     "- *Speed-up*: the median over interleaved rounds of t_dense / t_ATS of the same round. *FLOP ratio*: "
     "GFLOPs_dense / GFLOPs_ATS, counted per clip on the tokens each clip kept (fvcore convention). "
     "*Efficiency* = speed-up ÷ FLOP ratio: 1.0 means the FLOP saving shows up in full on the clock.\n"
-    "- *Keep pattern*: `uniform` = flat scores, exactly K tokens per clip; `skewed` = seeded synthetic scores on "
+    "- *Keep pattern*: `uniform` = exactly K tokens per clip, evenly spaced; `skewed` = seeded synthetic scores on "
     "a moving object of changing size (frames and clips keep very different numbers of tokens); `replay:…` = "
     "the kept-token masks of the trained accuracy-benchmark model, upsampled to this grid; `model` = the "
     "model's own scores (random weights: ≈ K). *kept/frame*: tokens per frame after the first ATS block, "
@@ -103,6 +103,9 @@ def render_speed(res: Dict[str, Any]) -> str:
             else:
                 cells.append("no: " + (c.get("error") or "–").replace("|", "\\|")[:80])
         lines.append("| " + " | ".join(cells) + " |")
+    if res.get("complete") is False:
+        lines.append("")
+        lines.append(f"*Partial results: the run stopped after these {len(rows)} rows (e.g. at a time limit).*")
     settings = {r["setting"]: r.get("ats") for r in rows if r.get("ats")}
     if settings:
         lines.append("")

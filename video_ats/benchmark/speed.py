@@ -311,8 +311,12 @@ def flops_and_kept(r: Runner, x: torch.Tensor) -> Dict[str, Any]:
 
 
 # ---- the benchmark --------------------------------------------------------------------------------
-def run_speed(spec: SpeedSpec, log: Callable[[str], None] = print) -> Dict[str, Any]:
-    """Measure ``spec``; returns ``{"kind": "speed", "meta": {...}, "rows": [...]}``."""
+def run_speed(spec: SpeedSpec, log: Callable[[str], None] = print,
+              on_row: Optional[Callable[[Dict[str, Any]], None]] = None) -> Dict[str, Any]:
+    """Measure ``spec``; returns ``{"kind": "speed", "meta": {...}, "rows": [...], "complete": True}``.
+
+    ``on_row`` gets the results so far (``"complete": False``) after every row, so that a run stopped
+    by a time limit keeps what it measured (the command writes them to its ``--json`` file)."""
     dev = resolve_device(spec.device)
     autocast(dev, spec.amp)                                  # validates amp
     dense = build_dense(spec.cfg, spec.seed).to(dev)
@@ -375,7 +379,9 @@ def run_speed(spec: SpeedSpec, log: Callable[[str], None] = print) -> Dict[str, 
                 times[r.key].append(total / len(r.offsets))
         for r in runners:
             rows.append(_row(spec, r, batch, times, cost, step, x, log))
-    return {"kind": "speed", "meta": meta, "rows": rows}
+            if on_row is not None:
+                on_row({"kind": "speed", "meta": meta, "rows": list(rows), "complete": False})
+    return {"kind": "speed", "meta": meta, "rows": rows, "complete": True}
 
 
 def _row(spec: SpeedSpec, r: Runner, batch: int, times, cost, step: Stepper, x, log) -> dict:

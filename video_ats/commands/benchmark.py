@@ -8,7 +8,6 @@ model.kwargs.depth=4``). The implementation lives in :mod:`video_ats.benchmark`.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -186,13 +185,13 @@ def parse_settings(items, cfg_ats):
     return settings
 
 
-def _write_json(obj, path: str) -> None:
+def _write_json(obj, path: str, quiet: bool = False) -> None:
+    from ..fileio import atomic_write_json
     from ..numfmt import round_floats
 
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(round_floats(obj), f, indent=2)
-        f.write("\n")
-    print(f"results: {os.path.abspath(path)}")
+    atomic_write_json(path, round_floats(obj), what="results file")
+    if not quiet:
+        print(f"results: {os.path.abspath(path)}")
 
 
 def _check_writable(path) -> None:
@@ -268,7 +267,9 @@ def _run_speed(args, cfg) -> int:
         pattern_clips=args.pattern_clips or 8, replay_blocks=replay_blocks, seed=args.seed)
     print(f"torch {torch.__version__}, device {dev}, threads {torch.get_num_threads()}, amp {amp}, "
           f"{'training steps' if spec.train else 'inference'}{', torch.compile' if spec.compile else ''}")
-    res = speed.run_speed(spec)
+    # every finished row goes to the results file at once: a run cut short keeps what it measured
+    on_row = (lambda partial: _write_json(partial, args.json_out, quiet=True)) if args.json_out else None
+    res = speed.run_speed(spec, on_row=on_row)
     from ..benchmark.report import render_speed
 
     print(render_speed(res))
