@@ -40,9 +40,13 @@ def test_speed_uniform_skewed_model_patterns(tmp_path, device):
                 assert (s, p, b) in keys
     for r in rows:
         assert r["seconds_per_batch"] > 0 and r["gflops_per_clip"] > 0 and r["speedup_vs_dense"] > 0
+        dense_ops = next(d["ops_per_step"] for d in rows if d["setting"] == "dense" and d["batch"] == r["batch"])
         if r["pattern"] is not None:
             assert r["efficiency"] == pytest.approx(r["speedup_vs_dense"] / r["flop_ratio_vs_dense"], rel=1e-3)
             assert 0 <= r["ats_share"] < 1 and r["flop_ratio_vs_dense"] > 1
+            assert r["ops_per_step"] > dense_ops             # scoring, sampling and token bookkeeping
+        elif r["setting"] == "dense":
+            assert dense_ops > 100                            # 4 blocks of linears, norms, attention
         if r["pattern"] == "uniform" and r["setting"] == "ats1":
             assert r["kept_tokens_per_block"]["1"]["min"] == r["kept_tokens_per_block"]["1"]["max"] == 32
         if r["pattern"] == "skewed" and r["setting"] == "ats1" and r["batch"] == 1:

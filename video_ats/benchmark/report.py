@@ -27,7 +27,9 @@ LEGEND = (
     "model's own scores (random weights: ≈ K). *kept/frame*: tokens per frame after the first ATS block, "
     "min–max over the frames of the pattern clips.\n"
     "- *ATS ops*: the share of the step spent in ATS's own operations (scores, sampling, gathers; profiler "
-    "label `video_ats.ats`, eager). *Peak MB*: the rise of peak memory during one step (CUDA: "
+    "label `video_ats.ats`, eager; on CUDA host time, which includes waiting at the ATS block's one host sync). "
+    "*ops/step*: operators one step dispatches that do work (aten ops, views excluded), i.e. kernel launches on a "
+    "GPU, where a small batch is bound by them rather than by FLOPs. *Peak MB*: the rise of peak memory during one step (CUDA: "
     "max_memory_allocated; CPU: peak RSS, in a fresh process). *compile*: torch.compile (ATS: dynamic shapes); "
     "new graph breaks = the breaks first met while compiling that runner (code shared with a runner compiled "
     "before it is not counted again).\n")
@@ -80,7 +82,7 @@ def render_speed(res: Dict[str, Any]) -> str:
     meta, rows = res["meta"], res["rows"]
     compile_col = bool(meta.get("compile"))
     head = ["setting", "keep pattern", "batch", "GFLOPs/clip (min–max)", "kept/frame", "s/batch", "clips/s",
-            "speed-up", "FLOP ratio", "efficiency", "ATS ops", "peak MB"]
+            "speed-up", "FLOP ratio", "efficiency", "ATS ops", "ops/step", "peak MB"]
     if compile_col:
         head.append("compile")
     lines = [speed_heading(meta), "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -95,6 +97,7 @@ def render_speed(res: Dict[str, Any]) -> str:
                  _f(r["flop_ratio_vs_dense"]),
                  f"**{r['efficiency']:.2f}**" if r.get("efficiency") is not None else "–",
                  f"{100 * r['ats_share']:.1f} %" if r.get("ats_share") is not None else "–",
+                 str(r["ops_per_step"]) if r.get("ops_per_step") is not None else "–",
                  _f(r.get("peak_memory_mb"), ".0f")]
         if compile_col:
             c = r.get("compile") or {}

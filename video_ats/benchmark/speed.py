@@ -11,6 +11,7 @@ pattern clips (one forward per batch of them); its time is the mean per batch. R
 - FLOP ratio GFLOPs_dense / GFLOPs_ats and the efficiency = speed-up ÷ FLOP ratio (1.0: the FLOP saving
   shows up fully on the clock),
 - the share of the step spent in ATS's own operations (profiler label ``video_ats.ats``, eager run),
+- operators per step (aten ops that do work, views excluded: what a GPU pays in kernel launches),
 - peak memory of one step (:mod:`video_ats.benchmark.memory`), kept tokens per ATS block.
 
 ``train=True`` times forward + backward + optimizer step (SGD with momentum, a tiny learning rate, random
@@ -278,6 +279,28 @@ def ats_share(r: Runner, step: Stepper, x: torch.Tensor) -> float:
     return ats_us / 1e6 / total
 
 
+def count_ops(r: Runner, step: Stepper, x: torch.Tensor) -> int:
+    """Operators one step dispatches that do work (aten ops that are not views), eager, pattern clip 0.
+
+    A device-independent count of what a GPU pays per kernel launch (and the CPU per dispatch): on a
+    GPU a small batch is bound by it rather than by FLOPs."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not getattr(func, "is_view", False):
+                Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    r.set_offset(0)
+    with Count():
+        step(r.fn if r.official else r.model, x)
+    sync(step.device)
+    return Count.n
+
+
 def _kept_stats(per_block: Dict[int, List[torch.Tensor]]) -> Dict[str, dict]:
     out = {}
     for b, vals in sorted(per_block.items()):
@@ -403,6 +426,7 @@ def _row(spec: SpeedSpec, r: Runner, batch: int, times, cost, step: Stepper, x, 
         if "kept_per_frame_first_ats" in c:
             row["kept_per_frame_first_ats"] = c["kept_per_frame_first_ats"]
         row["ats_share"] = ats_share(r, step, x)
+    row["ops_per_step"] = count_ops(r, step, x)
     if r.compile_info is not None:
         row["compile"] = dict(r.compile_info)
     if spec.with_memory and not r.official:
@@ -469,6 +493,8 @@ def format_row(r: dict) -> str:
     if "efficiency" in r:
         extra = f"  efficiency {r['efficiency']:.2f}  ATS ops {100 * r['ats_share']:.1f}%"
     mem = f"  peak {r['peak_memory_mb']:.0f} MB" if r.get("peak_memory_mb") is not None else ""
+    if r.get("ops_per_step") is not None:
+        mem = f"  {r['ops_per_step']} ops" + mem
     comp = ""
     if "compile" in r:
         comp = "  compiled" if r["compile"].get("ok") else "  (not compiled)"
