@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The CPU figures of the README's benchmark block, in one script (issue 10). Run it on a quiet machine —
+# nothing else running — then regenerate the block:
+#
+#   bash benchmarks/cpu.sh [OUT_DIR]          # default docs/results; ~1 hour on the 2-core development machine
+#   video-ats benchmark report docs/results/benchmark_*.json --readme README.md
+#
+# Fewer rounds than the defaults (--repeats 3, 4 pattern clips a round) so the whole set fits in an hour;
+# rows reach each JSON file as they are measured, so a run cut short keeps what it finished.
+set -u -o pipefail
+out=${1:-docs/results}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+keep="uniform skewed benchmarks/keep_patterns/bench_accuracy_ats.keep"
+common="--threads 2 --repeats 3 --pattern-clips 4"
+run() {  # run FILE ARGS...
+  local name=$1; shift
+  echo "== $(date +%T) $name: video-ats benchmark $*"
+  video-ats benchmark "$@" --json "$out/$name.json"
+  echo "== $(date +%T) $name: exit $?"
+}
+run benchmark_1_timesformer_cpu_batch1 --batch 1 --keep-pattern $keep $common
+run benchmark_2_timesformer_cpu_batch8 --batch 8 --keep-pattern $keep $common --no-official --no-memory
+run benchmark_3_xvit_cpu model.name=xvit_b16_16x224 model.num_classes=600 --batch 1 --keep-pattern $keep $common --no-memory
+run benchmark_4_timesformer_train_cpu --train --batch 2 --keep-pattern uniform skewed $common --no-memory
+run benchmark_5_timesformer_bf16_cpu --amp bf16 --batch 1 --keep-pattern uniform skewed $common --no-official --no-memory
+echo "== $(date +%T) benchmark_9_data"
+video-ats benchmark data --json "$out/benchmark_9_data.json"
+echo "== $(date +%T) benchmark_9_data: exit $?"
