@@ -5,9 +5,8 @@ and an ATS block projects its q, k, v in float32 so that the CLS attention row i
 from end to end; everything else runs in the autocast dtype."""
 import pytest
 import torch
-from _models import clips, tiny_timesformer
+from _models import clips, tiny_timesformer, tiny_xvit
 
-import video_ats
 from video_ats.ats import inverse_transform_sampling, significance_scores
 from video_ats.models.layers import lead_attention
 from video_ats.tokens import TokenSet
@@ -41,8 +40,7 @@ def model(name, ats=ATS, seed=0):
     if name == "timesformer":
         m = tiny_timesformer(TINY, seed=seed, ats=ats)
     else:
-        torch.manual_seed(seed)
-        m = video_ats.create_model("xvit", **XVIT, ats=ats).eval()
+        m = tiny_xvit(XVIT, seed=seed, embeds=False, ats=ats)
     return peaked(m, seed)
 
 

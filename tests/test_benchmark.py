@@ -3,9 +3,11 @@ figures live in the README, regenerated from results files by `video-ats benchma
 
 Device-aware: VIDEO_ATS_TEST_DEVICE=cuda runs the speed benchmarks on the GPU (see tests/conftest.py)."""
 import json
+import math
 
 import pytest
 import torch
+from _models import tiny_timesformer
 
 from video_ats.cli import main
 
@@ -220,6 +222,14 @@ def test_key_value_overrides_and_deprecated_model_arg(tmp_path, capsys):
     (["report", "missing.json"], "not found"),
     (["export-keep", "--out", "x.pt"], "needs --checkpoint"),
     (["data", "--data", "/nonexistent/folder"], "no such folder"),
+    (["attention", "--layouts", "padded", "sideways"], "'sideways' is not a layout"),
+    (["attention", "--layouts", "nested:500"], "only bucketed takes a call cost"),
+    (["attention", "--cases", "diagonal"], "not a case"),
+    (["attention", "model.name=xvit"], "takes no positional arguments"),
+    (["--layouts", "padded"], "option of `video-ats benchmark attention`"),
+    (["attention", "--amp", "bf16"], "not of mode attention"),
+    (["precision", "--amp", "off"], "compares fp32 with autocast"),
+    (["precision", "--ats", "nonsense"], "neither a preset"),
 ])
 def test_bad_inputs_are_one_line_errors_with_exit_code_2(argv, match, capsys):
     assert main(["benchmark", *argv]) == 2
@@ -283,13 +293,11 @@ def test_the_real_readme_has_the_benchmark_markers():
 
 def test_export_keep_writes_a_replayable_file(tmp_path, data_synthetic):
     """Export from a (random-weight) ATS checkpoint on real decoded clips, then replay the file."""
-    import video_ats
     from video_ats.benchmark.patterns import build_pattern, load_pattern_file
 
     kw = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 4, "num_heads": 2, "num_frames": 4,
           "sampling_rate": 2}
-    torch.manual_seed(0)
-    model = video_ats.create_model("timesformer", num_classes=4, **kw)
+    model = tiny_timesformer(kw, paths=False, eval=False, num_classes=4)
     ckpt = tmp_path / "ats.pt"
     torch.save(model.state_dict(), ckpt)
     out = tmp_path / "keep.pt"
@@ -317,3 +325,46 @@ def test_data_mode_runs_on_a_tiny_dataset(tmp_path, data_synthetic):
     res = json.loads(out.read_text())
     assert res["kind"] == "data" and [r["loader"] for r in res["rows"]] == ["test", "train"]
     assert all(r["video_ats_views_per_s"] > 0 and r["pytorchvideo_views_per_s"] > 0 for r in res["rows"])
+
+
+def test_precision_mode_times_fp32_and_autocast_for_dense_and_ats(tmp_path, capsys):
+    out = tmp_path / "precision.json"
+    assert main(["benchmark", "precision", *TINY, *ATS, "--batch", "1", "2", "--repeats", "1",
+                 "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["kind"] == "precision" and res["meta"]["amp"] == "bf16" and res["meta"]["threads"] == 1
+    rows = res["rows"]
+    assert sorted((r["batch"], r["setting"], r["precision"]) for r in rows) == sorted(
+        (b, s, p) for b in (1, 2) for s in ("dense", "ats1") for p in ("fp32", "bf16"))
+    for r in rows:
+        assert math.isfinite(r["cpu_s"]) and r["cpu_s"] > 0 and math.isfinite(r["wall_s"]) and r["wall_s"] > 0
+        assert math.isfinite(r["max_abs_logit_diff_vs_fp32"]) and r["max_abs_logit_diff_vs_fp32"] >= 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if "s CPU" in line]
+    assert len(printed) == 4 and all("fp32" in line and "bfloat16" in line and "ratio" in line for line in printed)
+
+
+def test_attention_mode_times_every_layout_and_case(tmp_path, capsys):
+    out = tmp_path / "attention.json"
+    layouts = ["padded", "bucketed", "nested", "blockdiag", "bucketed:0"]
+    assert main(["benchmark", "attention", "--batch", "1", "--repeats", "1", "--layouts", *layouts,
+                 "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["kind"] == "attention" and res["meta"]["threads"] == 1 and res["meta"]["mode"] == "inference"
+    got = {(r["case"], r["layout"]) for r in res["rows"]}
+    for case in ("spatial", "temporal", "ats"):                # blockdiag has no query subset: not for ats
+        assert {(case, lay) for lay in layouts if not (case == "ats" and lay == "blockdiag")} <= got
+    assert ("ats", "blockdiag") not in got
+    for r in res["rows"]:
+        assert r["batch"] == 1 and r["cpu_ms"] > 0 and r["wall_ms"] > 0 and math.isfinite(r["cpu_ms"])
+        assert r["max_abs_err_vs_padded"] < 1e-4 and r["padded_ratio"] >= r["bucketed_ratio"] >= 1
+    printed = capsys.readouterr().out
+    assert printed.count("(query, key) pairs") == 3 and "bucketed:0" in printed
+
+
+def test_attention_mode_train_runs_one_case(tmp_path):
+    out = tmp_path / "attention_train.json"
+    assert main(["benchmark", "attention", "--train", "--batch", "1", "--repeats", "1", "--layouts", "padded",
+                 "bucketed", "--cases", "temporal", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["meta"]["mode"] == "train"
+    assert [(r["case"], r["layout"]) for r in res["rows"]] == [("temporal", "padded"), ("temporal", "bucketed")]

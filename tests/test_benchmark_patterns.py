@@ -4,6 +4,7 @@ from fractions import Fraction
 
 import pytest
 import torch
+from _models import tiny_timesformer, tiny_xvit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -105,15 +106,13 @@ def test_stage_maps_and_replay_block_mapping():
     assert replay_blocks([0, 1], 4, 2) == [0, 1]
 
 
-def _tiny(kind, ats, device):
-    torch.manual_seed(0)
+SIZES = dict(img_size=56, patch_size=8, embed_dim=32, depth=4, num_heads=2, num_frames=4, num_classes=5)
+
+
+def _tiny(kind, ats, device, img_size=56):
     if kind == "timesformer":
-        m = video_ats.create_model("timesformer", img_size=56, patch_size=8, embed_dim=32, depth=4, num_heads=2,
-                                   num_frames=4, num_classes=5, ats=ats)
-    else:
-        m = video_ats.create_model("xvit", img_size=56, patch_size=8, embed_dim=32, depth=4, num_heads=2,
-                                   num_frames=4, num_classes=5, head_num_heads=2, head_mlp_dim=32, ats=ats)
-    return m.to(device).eval()
+        return tiny_timesformer(SIZES, paths=False, ats=ats, img_size=img_size).to(device)
+    return tiny_xvit(SIZES, embeds=False, head_num_heads=2, head_mlp_dim=32, ats=ats, img_size=img_size).to(device)
 
 
 def _kept_masks(model, batch, grid):
@@ -165,16 +164,7 @@ def test_replayed_file_is_kept_exactly_after_upsampling(kind, tmp_path, device):
     assert pat.kind == "masks" and pat.stages == 2 and pat.clips == 3 and pat.name == "replay:masks"
     ats = replay_setting(pat, depth=4)
     assert ats["blocks"] == [1, 2]
-    m = _tiny(kind, ats, device) if kind == "timesformer" else None
-    if kind == "xvit":
-        torch.manual_seed(0)
-        m = video_ats.create_model("xvit", img_size=64, patch_size=8, embed_dim=32, depth=4, num_heads=2,
-                                   num_frames=4, num_classes=5, head_num_heads=2, head_mlp_dim=32,
-                                   ats=ats).to(device).eval()
-    else:
-        torch.manual_seed(0)
-        m = video_ats.create_model("timesformer", img_size=64, patch_size=8, embed_dim=32, depth=4, num_heads=2,
-                                   num_frames=4, num_classes=5, ats=ats).to(device).eval()
+    m = _tiny(kind, ats, device, img_size=64)
     install_pattern(m, pat)
     x = torch.randn(4, 3, 4, 64, 64).to(device)                   # batch 4 > 3 clips: clip 0 again
     with torch.no_grad():

@@ -4,21 +4,14 @@ import os
 import pytest
 import timm
 import torch
+from _models import tiny_timesformer
 
 import video_ats
 from video_ats.checkpoint import load_checkpoint, save_state
 from video_ats.errors import UserError
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=64, depth=3, num_heads=4, num_frames=4, num_classes=7)
-
-
-def model(seed=0, **kw):
-    torch.manual_seed(seed)
-    m = video_ats.create_model("timesformer", **{**TINY, **kw}).eval()
-    with torch.no_grad():
-        for p in m.parameters():          # every parameter non-trivial, so a missed key shows
-            p.add_(torch.randn_like(p) * 0.02)
-    return m
+JITTER = dict(paths=False, jitter=0.02)   # every parameter non-trivial, so a missed key shows
 
 
 def x_(t=4, size=32):
@@ -26,7 +19,7 @@ def x_(t=4, size=32):
 
 
 def test_project_checkpoint_round_trip(tmp_path):
-    src, dst = model(0), model(1)
+    src, dst = tiny_timesformer(TINY, 0, **JITTER), tiny_timesformer(TINY, 1, **JITTER)
     path = tmp_path / "ckpt.pth"
     save_state({"model": src.state_dict(), "arch": "timesformer", "epoch": 3}, path)
     report = load_checkpoint(dst, path)
@@ -36,7 +29,7 @@ def test_project_checkpoint_round_trip(tmp_path):
 
 
 def test_official_format_loads_strictly(tmp_path):
-    src, dst = model(0), model(1)
+    src, dst = tiny_timesformer(TINY, 0, **JITTER), tiny_timesformer(TINY, 1, **JITTER)
     official = {"model_state": {f"model.{k}": v for k, v in src.state_dict().items()},
                 "optimizer_state": {"state": {}, "param_groups": []}, "epoch": 15,
                 "cfg": "MODEL:\n  ARCH: vit\n"}
@@ -49,24 +42,24 @@ def test_official_format_loads_strictly(tmp_path):
 
 
 def test_missing_or_foreign_keys_are_clear_errors(tmp_path):
-    sd = model(0).state_dict()
+    sd = tiny_timesformer(TINY, 0, **JITTER).state_dict()
     broken = {f"model.{k}": v for k, v in sd.items() if "blocks.1.mlp" not in k}
     with pytest.raises(UserError, match=r"4 missing keys \[blocks\.1\.mlp"):
-        load_checkpoint(model(1), {"model_state": broken})
+        load_checkpoint(tiny_timesformer(TINY, 1, **JITTER), {"model_state": broken})
     foreign = {f"backbone.{k}": v for k, v in sd.items()}
     with pytest.raises(UserError, match="unexpected keys"):
-        load_checkpoint(model(1), foreign)
+        load_checkpoint(tiny_timesformer(TINY, 1, **JITTER), foreign)
 
 
 def test_other_architecture_size_is_a_clear_error():
-    big = model(0, embed_dim=128)
+    big = tiny_timesformer(TINY, 0, **JITTER, embed_dim=128)
     with pytest.raises(UserError, match="does not fit this model"):
-        load_checkpoint(model(1), big.state_dict())
+        load_checkpoint(tiny_timesformer(TINY, 1, **JITTER), big.state_dict())
 
 
 def test_head_of_another_class_count(tmp_path):
-    src = model(0, num_classes=400)
-    dst = model(1, num_classes=7)
+    src = tiny_timesformer(TINY, 0, **JITTER, num_classes=400)
+    dst = tiny_timesformer(TINY, 1, **JITTER, num_classes=7)
     with pytest.raises(UserError, match="drop_head"):
         load_checkpoint(dst, src.state_dict())
     fresh_head = dst.head.weight.clone()
@@ -77,8 +70,8 @@ def test_head_of_another_class_count(tmp_path):
 
 
 def test_embeddings_resized_for_other_frames_and_grid():
-    src = model(0)                                     # 4 frames, 4x4 grid
-    dst = model(1, num_frames=8, img_size=64)          # 8 frames, 8x8 grid
+    src = tiny_timesformer(TINY, 0, **JITTER)                          # 4 frames, 4x4 grid
+    dst = tiny_timesformer(TINY, 1, **JITTER, num_frames=8, img_size=64)  # 8 frames, 8x8 grid
     load_checkpoint(dst, {"model_state": {f"model.{k}": v for k, v in src.state_dict().items()}})
     # nearest resizing: each source entry repeated twice along each axis
     assert torch.equal(dst.time_embed[0, ::2], src.time_embed[0]) and torch.equal(dst.time_embed[0, 1::2], src.time_embed[0])
@@ -100,9 +93,9 @@ def test_pickle_that_would_run_code_is_refused(tmp_path):
     evil = _Evil()
     _Evil.marker = str(marker)
     path = tmp_path / "evil.pth"
-    torch.save({"model": model(0).state_dict(), "payload": evil}, path)
+    torch.save({"model": tiny_timesformer(TINY, 0, **JITTER).state_dict(), "payload": evil}, path)
     with pytest.raises(UserError, match="could run code"):
-        load_checkpoint(model(1), path)
+        load_checkpoint(tiny_timesformer(TINY, 1, **JITTER), path)
     assert not marker.exists()
 
 
@@ -111,9 +104,9 @@ def test_unreadable_files(tmp_path, content, msg):
     p = tmp_path / "bad.pth"
     p.write_bytes(content)
     with pytest.raises(UserError, match=msg):
-        load_checkpoint(model(0), p)
+        load_checkpoint(tiny_timesformer(TINY, 0, **JITTER), p)
     with pytest.raises(UserError, match="does not exist"):
-        load_checkpoint(model(0), tmp_path / "nope.pth")
+        load_checkpoint(tiny_timesformer(TINY, 0, **JITTER), tmp_path / "nope.pth")
 
 
 def test_init_from_timm_image_vit(tmp_path):

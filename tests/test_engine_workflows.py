@@ -9,9 +9,8 @@ import subprocess
 import sys
 
 import pytest
-import torch
+from _models import tiny_timesformer
 
-import video_ats
 from video_ats.checkpoint import read_checkpoint, save_state
 from video_ats.cli import build_parser, main
 from video_ats.engine import load_config, train
@@ -47,8 +46,7 @@ def test_test_labels_follow_the_checkpoint_class_names(engine_data, engine_ov, t
     mapped, got = read_split(part, cfg, "test", class_names=names)
     assert got == names and all(by_path[r.path] == r.label for r in mapped)
     # end to end: `test` with a checkpoint that stores class_names
-    torch.manual_seed(0)
-    m = video_ats.create_model("timesformer", **TINY, num_classes=4)
+    m = tiny_timesformer(TINY, paths=False, eval=False, num_classes=4)
     ck = str(tmp_path / "ck.pt")
     save_state({"model": m.state_dict(), "class_names": names}, ck)
     out = tmp_path / "r.json"

@@ -11,10 +11,9 @@ import traceback
 
 import pytest
 import torch
-from _models import clips, tiny_timesformer
+from _models import clips, tiny_timesformer, tiny_xvit
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import video_ats
 from video_ats.models.layers import attention_layout
 
 aten = torch.ops.aten
@@ -81,8 +80,7 @@ def model(name, ats=ATS):
     if name == "timesformer":
         m = tiny_timesformer(TINY, ats=ats)
     else:
-        torch.manual_seed(0)
-        m = video_ats.create_model("xvit", **XVIT, ats=ats).eval()
+        m = tiny_xvit(XVIT, embeds=False, ats=ats)
     with torch.no_grad():                                 # sharper attention: clips keep unevenly
         for blk in m.blocks:
             blk.attn.qkv.weight.mul_(6.0)

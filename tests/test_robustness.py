@@ -18,10 +18,10 @@ import time
 import pytest
 import torch
 import yaml
+from _models import tiny_timesformer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import video_ats
 from video_ats.ats import ATSConfig
 from video_ats.checkpoint import load_checkpoint, read_checkpoint, save_state
 from video_ats.cli import main
@@ -162,10 +162,12 @@ def test_ats_options_without_blocks_or_with_fake_bools_are_errors(spec, needle):
 # ------------------------------------------------------------------------------------------------
 # checkpoints (item 3)
 # ------------------------------------------------------------------------------------------------
+CKPT_SIZES = {**TINY, "depth": 1, "embed_dim": 16}        # official init, train mode (as create_model gives)
+
+
 @pytest.fixture(scope="module")
 def ckpt_bytes(tmp_path_factory):
-    torch.manual_seed(0)
-    m = video_ats.create_model("timesformer", **{**TINY, "depth": 1, "embed_dim": 16})
+    m = tiny_timesformer(CKPT_SIZES, seed=0, paths=False, eval=False)
     d = tmp_path_factory.mktemp("ck")
     out = {}
     for name, kw in (("zip", {}), ("legacy", {"_use_new_zipfile_serialization": False})):
@@ -173,10 +175,6 @@ def ckpt_bytes(tmp_path_factory):
         torch.save({"model": m.state_dict()}, p, **kw)
         out[name] = p.read_bytes()
     return out
-
-
-def _tiny_model():
-    return video_ats.create_model("timesformer", **{**TINY, "depth": 1, "embed_dim": 16})
 
 
 @pytest.mark.parametrize("case, needle", [
@@ -199,7 +197,7 @@ def test_malformed_checkpoints_are_one_complete_line(ckpt_bytes, tmp_path, case,
     elif data is not None:
         p.write_bytes(data)
     with pytest.raises(UserError) as info:
-        load_checkpoint(_tiny_model(), str(p))
+        load_checkpoint(tiny_timesformer(CKPT_SIZES, seed=None, paths=False, eval=False), str(p))
     msg = str(info.value)
     assert needle in msg and "\n" not in msg and msg.rstrip().endswith(("again", "checkpoint", "file", "exist",
                                                                          "contents)"))
@@ -221,7 +219,7 @@ def test_fuzzed_checkpoint_bytes_load_or_give_one_user_error(ckpt_bytes, tmp_pat
     p = tmp_path_factory.mktemp("fuzz") / "ck.pt"
     p.write_bytes(blob)
     try:
-        load_checkpoint(_tiny_model(), str(p))
+        load_checkpoint(tiny_timesformer(CKPT_SIZES, seed=None, paths=False, eval=False), str(p))
     except UserError as exc:
         assert "\n" not in str(exc)
 

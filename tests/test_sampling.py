@@ -2,9 +2,9 @@
 models record the kept positions themselves."""
 import pytest
 import torch
+from _models import tiny_timesformer, tiny_xvit
 from torch.profiler import ProfilerActivity, profile
 
-import video_ats
 from video_ats.models.merging import TOME_PROFILE_LABEL
 from video_ats.models.sampling import ATS_PROFILE_LABEL
 
@@ -14,8 +14,9 @@ ATS = {"blocks": [0, 2], "num_tokens": [0.5, 0.6]}
 
 
 def model(name, **kw):
-    torch.manual_seed(0)
-    return video_ats.create_model(name, **(XVIT if name == "xvit" else TIMESFORMER), **kw).eval()
+    if name == "xvit":
+        return tiny_xvit(XVIT, embeds=False, **kw)
+    return tiny_timesformer(TIMESFORMER, paths=False, **kw)
 
 
 def clips(m, b=3):

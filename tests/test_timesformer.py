@@ -11,13 +11,9 @@ from video_ats.reference import official_timesformer_forward
 TINY = dict(img_size=32, patch_size=8, embed_dim=64, depth=4, num_heads=4, num_frames=4, num_classes=7)
 
 
-def tiny(ats=None, seed=0, **kw):
-    return tiny_timesformer(TINY, seed, ats=ats, **kw)
-
-
 @pytest.mark.parametrize("shape", [(2, 3, 4, 32, 32), (2, 3, 6, 48, 40), (1, 3, 2, 16, 32)])
 def test_dense_matches_official_forward(shape):
-    m = tiny()
+    m = tiny_timesformer(TINY)
     x = torch.randn(*shape)
     with torch.no_grad():
         torch.testing.assert_close(m(x), official_timesformer_forward(m, x), atol=1e-5, rtol=0)
@@ -25,7 +21,7 @@ def test_dense_matches_official_forward(shape):
 
 def test_padded_group_path_equals_dense_view_path(request):
     """The gather/pad machinery used after ATS computes exactly what the dense reshapes compute."""
-    m = tiny()
+    m = tiny_timesformer(TINY)
     x = clips(2)
     with torch.no_grad():
         ref = m(x)
@@ -39,7 +35,7 @@ def test_padded_group_path_equals_dense_view_path(request):
     {"blocks": [0, 1, 2, 3], "num_tokens": 64, "selection": "topk", "score_mode": "official"},
 ])
 def test_ats_keeping_every_token_reproduces_dense(ats):
-    dense, m = tiny(), tiny(ats=ats)
+    dense, m = tiny_timesformer(TINY), tiny_timesformer(TINY, ats=ats)
     x = clips(3)
     with torch.no_grad():
         ref, out = dense(x), m(x)
@@ -48,7 +44,7 @@ def test_ats_keeping_every_token_reproduces_dense(ats):
 
 
 def test_logits_independent_of_batch_with_ats_active():
-    m = tiny(ats={"blocks": [0, 1, 3], "num_tokens": [0.6, 0.5, 0.4]})
+    m = tiny_timesformer(TINY, ats={"blocks": [0, 1, 3], "num_tokens": [0.6, 0.5, 0.4]})
     x = clips(4)
     x[1] *= 3.0                       # different content -> different kept counts
     x[2, :, :, :16] = 0
@@ -66,13 +62,13 @@ def test_logits_independent_of_batch_with_ats_active():
 
 
 def test_ats_bounds_and_shrinks_tokens_and_flops():
-    m = tiny(ats={"blocks": [0, 2], "num_tokens": [20, 9]})
+    m = tiny_timesformer(TINY, ats={"blocks": [0, 2], "num_tokens": [20, 9]})
     x = clips(2)
     with torch.no_grad():
         m(x)
     k0, k2 = m.last_kept_tokens[0], m.last_kept_tokens[2]
     assert (k0 <= 20).all() and (k0 >= 1).all() and (k2 <= 9).all() and (k2 <= k0).all()
-    assert (video_ats.count_gflops(m, x) < video_ats.count_gflops(tiny(), x)).all()
+    assert (video_ats.count_gflops(m, x) < video_ats.count_gflops(tiny_timesformer(TINY), x)).all()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -185,7 +181,7 @@ def naive_forward(m, x, cfg):
     {"blocks": [0], "num_tokens": 12, "selection": "topk"},
 ])
 def test_packed_ats_model_matches_naive_per_clip_loops(ats):
-    m = tiny(ats=ats, img_size=24, patch_size=8)
+    m = tiny_timesformer(TINY, ats=ats, img_size=24, patch_size=8)
     cfg = ATSConfig.from_any(ats, m.depth)
     x = clips(3, t=4, size=24, seed=5)
     with torch.no_grad():
@@ -198,7 +194,7 @@ def test_packed_ats_model_matches_naive_per_clip_loops(ats):
 
 
 def test_gradients_reach_all_blocks_through_ats():
-    m = tiny(ats={"blocks": [1, 2], "num_tokens": [0.5, 0.5]}).train()
+    m = tiny_timesformer(TINY, ats={"blocks": [1, 2], "num_tokens": [0.5, 0.5]}).train()
     x = clips(2)
     m(x).logsumexp(-1).sum().backward()
     for i, blk in enumerate(m.blocks):
@@ -208,7 +204,7 @@ def test_gradients_reach_all_blocks_through_ats():
 
 
 def test_train_mode_with_drop_path_runs_and_eval_is_deterministic():
-    m = tiny(ats={"blocks": [1], "num_tokens": 0.5}, drop_path_rate=0.3).train()
+    m = tiny_timesformer(TINY, ats={"blocks": [1], "num_tokens": 0.5}, drop_path_rate=0.3).train()
     x = clips(2)
     assert torch.isfinite(m(x)).all()
     m.eval()
@@ -226,7 +222,7 @@ def test_presets_and_bad_arguments():
         video_ats.create_model("timesformer", **TINY, depht=3)
     with pytest.raises(UserError, match="block index"):
         video_ats.create_model("timesformer", **TINY, ats={"blocks": [9], "num_tokens": 0.5})
-    m = tiny()
+    m = tiny_timesformer(TINY)
     with pytest.raises(ValueError, match="multiples of the patch size"):
         m(torch.randn(1, 3, 4, 30, 32))
     with pytest.raises(ValueError, match=r"expects \(B, 3, T, H, W\)"):
@@ -234,7 +230,7 @@ def test_presets_and_bad_arguments():
 
 
 def test_set_ats_switches_sampling_on_and_off():
-    m = tiny()
+    m = tiny_timesformer(TINY)
     x = clips(1)
     with torch.no_grad():
         dense = m(x)

@@ -18,10 +18,6 @@ SETTINGS = settings(max_examples=30, deadline=None)
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=2, num_frames=4, num_classes=5)
 
 
-def tiny(tome=None, seed=0, **kw):
-    return tiny_timesformer(TINY, seed, tome=tome, **kw)
-
-
 # ---------------------------------------------------------------------------------------------------
 # pure functions
 # ---------------------------------------------------------------------------------------------------
@@ -118,7 +114,7 @@ def test_proportional_attention_with_unit_sizes_equals_plain_attention(backend):
 @pytest.mark.parametrize("drop", [False, True])
 def test_block_with_unit_sizes_equals_block_without_sizes(drop):
     """Both the temporal and the spatial attention read sizes; all ones (padding included) changes nothing."""
-    m = tiny()
+    m = tiny_timesformer(TINY)
     blk = m.blocks[1]
     gen = torch.Generator().manual_seed(3)
     ts = TokenSet.from_grid(torch.randn(2, 4, 16, 32, generator=gen), torch.randn(2, 1, 32, generator=gen), (4, 4, 4))
@@ -135,7 +131,7 @@ def test_block_with_unit_sizes_equals_block_without_sizes(drop):
 # the model
 # ---------------------------------------------------------------------------------------------------
 def test_r_zero_reproduces_dense():
-    dense, m = tiny(), tiny(tome={"blocks": [0, 1, 2], "r": 0})
+    dense, m = tiny_timesformer(TINY), tiny_timesformer(TINY, tome={"blocks": [0, 1, 2], "r": 0})
     x = clips(3)
     with torch.no_grad():
         torch.testing.assert_close(m(x), dense(x), atol=1e-5, rtol=0)
@@ -144,7 +140,7 @@ def test_r_zero_reproduces_dense():
 
 
 def test_every_frame_loses_r_and_kept_tokens_are_reported():
-    m = tiny(tome={"blocks": [0, 2], "r": [5, 0.5]})
+    m = tiny_timesformer(TINY, tome={"blocks": [0, 2], "r": [5, 0.5]})
     x = clips(2)
     with torch.no_grad(), KeptPositions(m) as hooks:
         m(x)
@@ -154,7 +150,7 @@ def test_every_frame_loses_r_and_kept_tokens_are_reported():
         assert torch.equal(torch.bincount(pos[:, 0], minlength=4), torch.full((4,), 6))
     res = measure(m, x)
     assert torch.equal(res["kept"][2], torch.tensor([24, 24]))
-    assert (res["gflops"] < video_ats.count_gflops(tiny(), x)).all()
+    assert (res["gflops"] < video_ats.count_gflops(tiny_timesformer(TINY), x)).all()
 
 
 def test_create_model_dict_and_set_tome():
@@ -174,9 +170,9 @@ def test_create_model_dict_and_set_tome():
 
 
 def test_dense_gflops_switches_tome_off_and_back_on():
-    m = tiny(tome={"blocks": [1], "r": 0.5})
+    m = tiny_timesformer(TINY, tome={"blocks": [1], "r": 0.5})
     settings_ = {"num_frames": 4, "crop_size": 32}
-    assert dense_gflops(m, settings_) == pytest.approx(video_ats.count_gflops(tiny(), clips(1)).item(), rel=1e-12)
+    assert dense_gflops(m, settings_) == pytest.approx(video_ats.count_gflops(tiny_timesformer(TINY), clips(1)).item(), rel=1e-12)
     assert m.tome is not None and m.tome.r_at(1) == 0.5
 
 
@@ -275,7 +271,7 @@ def naive_forward(m, x, tome):
     {"blocks": [0, 2], "r": 0.25},
 ])
 def test_packed_tome_model_matches_naive_per_clip_loops(tome):
-    m = tiny(tome=tome)
+    m = tiny_timesformer(TINY, tome=tome)
     cfg = ToMeConfig.from_any(tome, m.depth)
     x = clips(3, seed=5)
     with torch.no_grad():
@@ -291,7 +287,7 @@ def test_packed_tome_model_matches_naive_per_clip_loops(tome):
 
 
 def test_logits_and_flops_do_not_depend_on_the_batch():
-    m = tiny(tome={"blocks": [0, 1, 2], "r": [0.5, 0.3, 1]})
+    m = tiny_timesformer(TINY, tome={"blocks": [0, 1, 2], "r": [0.5, 0.3, 1]})
     x = clips(4)
     x[1] *= 3.0
     x[2, :, :, :16] = 0
@@ -307,7 +303,7 @@ def test_flop_meter_matches_torch_flop_counter():
     """torch's counter (2 per multiply-add) sees linears, conv, attention matmuls (math backend) and the
     matching matmul A·Bᵀ, not layer norms; and it also counts the padding of the temporal groups (a
     position keeps a different number of frames after merging), which the meter rightly does not."""
-    m = tiny(tome={"blocks": [0, 1], "r": [0.5, 3]})
+    m = tiny_timesformer(TINY, tome={"blocks": [0, 1], "r": [0.5, 3]})
     x = clips(1)
     with attention_backend("math"), FlopCounterMode(display=False) as fc, torch.no_grad(), KeptPositions(m) as hooks:
         m(x)
@@ -326,7 +322,7 @@ def test_flop_meter_matches_torch_flop_counter():
 
 
 def test_training_step_with_tome():
-    m = tiny(tome={"blocks": [0, 1], "r": [0.5, 0.25]}, drop_path_rate=0.2).train()
+    m = tiny_timesformer(TINY, tome={"blocks": [0, 1], "r": [0.5, 0.25]}, drop_path_rate=0.2).train()
     opt = torch.optim.SGD(m.parameters(), lr=0.1)
     x, y = clips(2), torch.tensor([1, 3])
     loss = torch.nn.functional.cross_entropy(m(x), y)
@@ -356,7 +352,7 @@ def test_training_step_with_tome():
 def test_bad_configs_are_user_errors(spec, match):
     with pytest.raises(UserError, match=match):
         video_ats.create_model("timesformer", **TINY, tome=spec)
-    m = tiny()
+    m = tiny_timesformer(TINY)
     with pytest.raises(UserError, match=match):
         m.set_tome(spec)
     assert m.tome is None
@@ -366,7 +362,7 @@ def test_tome_and_ats_are_exclusive():
     tome, ats = {"blocks": [1], "r": 2}, {"blocks": [1], "num_tokens": 0.5}
     with pytest.raises(UserError, match="same time"):
         video_ats.create_model("timesformer", **TINY, tome=tome, ats=ats)
-    m = tiny(tome=tome)
+    m = tiny_timesformer(TINY, tome=tome)
     with pytest.raises(UserError, match="turn ToMe off"):
         m.set_ats(ats)
     m.set_tome(None)

@@ -3,6 +3,7 @@ dropped-neighbour rule, official checkpoints, FLOP counts."""
 import pytest
 import torch
 import torch.nn.functional as F
+from _models import tiny_xvit
 from fvcore.nn import FlopCountAnalysis
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -15,17 +16,6 @@ from video_ats.tokens import TokenSet
 # 8 frames in shift groups of 4 and a temporal embedding of period 4: the released 16/8/8 layout, small
 TINY = dict(img_size=32, patch_size=8, embed_dim=64, depth=3, num_heads=4, num_frames=8, num_segments=4,
             temporal_embed_frames=4, head_num_heads=4, head_mlp_dim=48, num_classes=7)
-
-
-def tiny(ats=None, seed=0, sharpen=1.0, **kw):
-    torch.manual_seed(seed)
-    m = video_ats.create_model("xvit", **{**TINY, **kw}, ats=ats).eval()
-    with torch.no_grad():               # non-zero temp_embed; sharper attention makes ATS drop unevenly
-        m.temp_embed.normal_(std=0.5)
-        m.pos_embed.normal_(std=0.5)
-        for blk in m.blocks:
-            blk.attn.qkv.weight.mul_(sharpen)
-    return m
 
 
 def clips(b, t=8, size=32, seed=1):
@@ -109,7 +99,7 @@ class _Official(torch.nn.Module):
     ((1, 3, 8, 32, 32), {"pos_embed_size": 32, "shift_div": 4}),  # stored grid = crop grid
 ])
 def test_dense_matches_official_forward(shape, kw):
-    m = tiny(**kw)
+    m = tiny_xvit(TINY, **kw)
     x = torch.randn(*shape)
     with torch.no_grad():
         torch.testing.assert_close(m(x), official_xvit_forward(m, x), atol=1e-5, rtol=0)
@@ -117,7 +107,7 @@ def test_dense_matches_official_forward(shape, kw):
 
 def test_shift_groups_16_frames_8_segments():
     """Released layout: a change in frame 9 reaches frame 8 (same group) but never frame 7."""
-    m = tiny(num_frames=16, num_segments=8, temporal_embed_frames=8, depth=2)
+    m = tiny_xvit(TINY, num_frames=16, num_segments=8, temporal_embed_frames=8, depth=2)
     x = clips(1, t=16)
     x2 = x.clone()
     x2[:, :, 9] += 1.0
@@ -158,7 +148,7 @@ def test_config_and_presets():
     with pytest.raises(UserError, match="unknown argument"):
         video_ats.create_model("xvit", num_segment=4)
     with pytest.raises(ValueError, match="num_segments"):
-        tiny()(clips(1, t=6))
+        tiny_xvit(TINY)(clips(1, t=6))
 
 
 # -- ATS --------------------------------------------------------------------------------------------
@@ -170,7 +160,7 @@ def test_config_and_presets():
 ])
 @pytest.mark.parametrize("packed", [False, True])
 def test_ats_keeping_every_token_reproduces_dense(ats, packed, request):
-    dense, m = tiny(), tiny(ats=ats)
+    dense, m = tiny_xvit(TINY), tiny_xvit(TINY, ats=ats)
     x = clips(3)
     if packed:       # force the gather/pad path (not the copy-free dense views) after the ATS block
         request.getfixturevalue("force_packed_tokens")
@@ -184,7 +174,7 @@ ATS = {"blocks": [0, 1], "num_tokens": [0.5, 0.4]}
 
 
 def test_ats_batch_independence():
-    m = tiny(ats=ATS, sharpen=12.0)
+    m = tiny_xvit(TINY, ats=ATS, sharpen=12.0)
     x = clips(4)
     with torch.no_grad():
         together = m(x)
@@ -196,7 +186,7 @@ def test_ats_batch_independence():
 
 
 def test_ats_trains():
-    m = tiny(ats=ATS, sharpen=6.0, drop_path_rate=0.2).train()
+    m = tiny_xvit(TINY, ats=ATS, sharpen=6.0, drop_path_rate=0.2).train()
     m(clips(2)).logsumexp(-1).sum().backward()
     assert m.blocks[2].mlp.fc1.weight.grad.abs().sum() > 0
     assert m.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
@@ -285,7 +275,7 @@ def test_ats_matches_masked_full_grid_reference():
     """The whole packed ATS path (selection, kept-query attention, packed shift with the zero rule)
     equals a masked computation on the full grid."""
     ats = {"blocks": [0, 1], "num_tokens": [0.5, 0.5]}
-    m = tiny(ats=ats, sharpen=6.0)
+    m = tiny_xvit(TINY, ats=ats, sharpen=6.0)
     x = clips(3)
     with torch.no_grad():
         out = m(x)
@@ -306,7 +296,7 @@ def to_official(state):
 
 
 def test_official_checkpoint_round_trip(tmp_path):
-    src = tiny(seed=3)
+    src = tiny_xvit(TINY, seed=3)
     d, classes = TINY["embed_dim"], TINY["num_classes"]
     state = to_official(src.state_dict())
     assert "consensus.temporal_encoder.0.attn.qkv.weight" in state
@@ -317,29 +307,29 @@ def test_official_checkpoint_round_trip(tmp_path):
             "epoch": 30, "cfg": "MODEL:\n  ARCH: vit\nDATA:\n  NUM_FRAMES: 8\n"}
     path = tmp_path / "xvit_official.pth"
     torch.save(ckpt, path)
-    dst = tiny(seed=4)
+    dst = tiny_xvit(TINY, seed=4)
     report = video_ats.load_checkpoint(dst, path)
     assert any("new_fc" in n for n in report["notes"])
     x = clips(2)
     with torch.no_grad():
         torch.testing.assert_close(dst(x), src(x), atol=0, rtol=0)
     # this project's own names load as they are
-    video_ats.load_checkpoint(tiny(seed=5), src.state_dict())
+    video_ats.load_checkpoint(tiny_xvit(TINY, seed=5), src.state_dict())
 
 
 def test_official_checkpoint_errors():
-    src = tiny(seed=3)
+    src = tiny_xvit(TINY, seed=3)
     state = to_official(src.state_dict())
     wrong = {"model." + k: v for k, v in state.items()}
     with pytest.raises(UserError, match="missing keys"):
-        video_ats.load_checkpoint(tiny(), {"model_state": wrong})
+        video_ats.load_checkpoint(tiny_xvit(TINY), {"model_state": wrong})
     partial = dict(state)
     del partial["base_model.blocks.1.attn.proj.weight"]
     with pytest.raises(UserError, match=r"1 missing keys \[blocks.1.attn.proj.weight\]"):
-        video_ats.load_checkpoint(tiny(), {"model_state": partial})
+        video_ats.load_checkpoint(tiny_xvit(TINY), {"model_state": partial})
     with pytest.raises(UserError, match="classifier"):
-        video_ats.load_checkpoint(tiny(num_classes=5), {"model_state": state})
-    report = video_ats.load_checkpoint(tiny(num_classes=5), {"model_state": state}, drop_head=True)
+        video_ats.load_checkpoint(tiny_xvit(TINY, num_classes=5), {"model_state": state})
+    report = video_ats.load_checkpoint(tiny_xvit(TINY, num_classes=5), {"model_state": state}, drop_head=True)
     assert any("drop_head" in n for n in report["notes"])
 
 
@@ -372,7 +362,7 @@ def fvcore_count(module, x):
 
 
 def test_dense_flops_match_fvcore():
-    m = tiny()
+    m = tiny_xvit(TINY)
     x = clips(1)
     ours = video_ats.count_gflops(m, x).item() * 1e9
     # the official forward normalises every token at the end, we only the CLS rows: 5·D·P per frame
@@ -385,7 +375,7 @@ def test_ats_flops_match_torch_counter_when_nothing_is_padded():
     """Keep-all ATS: every frame group has the same size, so an op-level count of the run (incl. the
     sampler's CLS-row logits) is exact. fvcore cannot trace the sampler (its bool scatter_), so this
     uses torch's FlopCounterMode (2 per multiply-add, layer norms not seen: added analytically)."""
-    m = tiny(ats={"blocks": [0, 2], "num_tokens": 10**4})
+    m = tiny_xvit(TINY, ats={"blocks": [0, 2], "num_tokens": 10**4})
     x = clips(1)
     ours = video_ats.count_gflops(m, x).item() * 1e9
     with attention_backend("math"), FlopCounterMode(display=False) as fc, torch.no_grad():
@@ -395,7 +385,7 @@ def test_ats_flops_match_torch_counter_when_nothing_is_padded():
     layer_norms = 5 * d * (TINY["depth"] * 2 * t * n + t + 2 * (t + 1) + 1)
     assert fc.get_total_flops() / 2 + layer_norms == pytest.approx(ours, rel=1e-9)
     # and the dense model through the same counter agrees with fvcore's count of it
-    dense = tiny()
+    dense = tiny_xvit(TINY)
     with attention_backend("math"), FlopCounterMode(display=False) as fc, torch.no_grad():
         dense(x)
     assert fc.get_total_flops() / 2 + layer_norms == pytest.approx(fvcore_count(dense, x), rel=1e-9)
@@ -404,7 +394,7 @@ def test_ats_flops_match_torch_counter_when_nothing_is_padded():
 def test_ats_flops_follow_the_kept_tokens(monkeypatch):
     """With real dropping the count is the analytic cost of the kept tokens, frame by frame."""
     ats = {"blocks": [0, 1], "num_tokens": [0.5, 0.4]}
-    m = tiny(ats=ats, sharpen=6.0)
+    m = tiny_xvit(TINY, ats=ats, sharpen=6.0)
     x = clips(2)
     sets = []
     orig = PackedLayout.build.__func__
@@ -427,7 +417,7 @@ def test_ats_flops_follow_the_kept_tokens(monkeypatch):
         total += t * 5 * d                                                   # final norm (CLS rows)
         total += lin(t + 1) + (t + 1) ** 2 * 2 * d + 5 * d + d * 48 + 48 * 7  # temporal head
         assert got[c].item() == pytest.approx(float(total), rel=1e-12)
-    assert (got < video_ats.count_gflops(tiny(), x) * 1e9).all()
+    assert (got < video_ats.count_gflops(tiny_xvit(TINY), x) * 1e9).all()
 
 
 @pytest.mark.parametrize("name,frames,published", [

@@ -1,8 +1,9 @@
 """`video-ats benchmark [MODE] [key=value ...]`: every benchmark of the project, one command.
 
 MODE is ``speed`` (the default: dense vs ATS speed, GFLOPs, efficiency, ATS share, peak memory),
-``data`` (data loaders vs pytorchvideo), ``export-keep`` (a trained model's kept-token masks → a
-keep-pattern file) or ``report`` (README tables from results files). The model is configured as in
+``precision`` (fp32 vs autocast forward, dense and ATS), ``attention`` (the attention layouts of
+``attend_groups``, attention only), ``data`` (data loaders vs pytorchvideo), ``export-keep`` (a trained
+model's kept-token masks → a keep-pattern file) or ``report`` (README tables from results files). The model is configured as in
 every other command: ``--config FILE`` and/or dotted ``key=value`` overrides (``model.name=xvit_b16_16x224
 model.kwargs.depth=4``). The implementation lives in :mod:`video_ats.benchmark`.
 """
@@ -14,12 +15,16 @@ import sys
 from ..errors import UserError
 
 HELP = ("benchmarks: dense vs ATS speed and efficiency (default; --train, --compile, --amp, keep patterns), "
-        "data loaders vs pytorchvideo, keep-pattern export, README tables")
-MODES = ("speed", "data", "export-keep", "report")
+        "fp32 vs autocast, attention layouts, data loaders vs pytorchvideo, keep-pattern export, README tables")
+MODES = ("speed", "precision", "attention", "data", "export-keep", "report")
 
 EPILOG = """modes:
   speed        (default) dense vs ATS: GFLOPs/clip, s/batch, clips/s, speed-up, FLOP ratio, efficiency,
                ATS ops share, peak memory; inference or --train; --compile; --amp bf16; --device cuda
+  precision    forward time in fp32 vs under autocast (--amp bf16 default, fp16), dense and ATS, interleaved:
+               median thread CPU time and wall time per setting and precision, max |Δlogit|
+  attention    attention only: the layouts of attend_groups (padded, bucketed, nested, bucketed:COST,
+               blockdiag) on a skewed TimeSformer-B keep pattern; spatial, temporal and ATS cases; --train
   data         this project's test-view and training loaders vs pytorchvideo on the same files
   export-keep  run a trained ATS model on real clips and save what each ATS stage kept (--out FILE.pt),
                for --keep-pattern FILE.pt
@@ -31,15 +36,21 @@ examples:
   video-ats benchmark --train --batch 8 --keep-pattern uniform skewed
   video-ats benchmark --device cuda --amp bf16 --batch 1 8 32
   video-ats benchmark model.name=timesformer model.kwargs.depth=4 model.kwargs.img_size=64 --compile
+  video-ats benchmark precision --batch 1 --repeats 3 --threads 1
+  video-ats benchmark attention --batch 1 8 --repeats 7 --threads 1 [--train]
+  video-ats benchmark attention --layouts bucketed:0 bucketed:500 bucketed:2000 padded --cases ats
   video-ats benchmark data --loader test train --json docs/results/benchmark_data.json
   video-ats benchmark export-keep --config configs/synthetic/bench_timesformer_ats.yaml --checkpoint CKPT \\
       --annotations TEST.txt --out benchmarks/keep_patterns/bench_accuracy_ats.keep
   video-ats benchmark report docs/results/benchmark_*.json --readme README.md
 
-key=value overrides go before options that take several values (--batch, --keep-pattern, --loader)."""
+key=value overrides go before options that take several values (--batch, --keep-pattern, --loader, --layouts)."""
 
-# option dest -> the mode it belongs to (given in another mode, it is an error)
+# option dest -> the modes it belongs to (given in another mode, it is an error)
 _MODE_OF = {}
+# speed options that other modes take too
+_SHARED = {"batch": ("precision", "attention"), "threads": ("precision", "attention"), "train": ("attention",),
+           "model": ("precision",), "ats": ("precision",), "device": ("precision",), "amp": ("precision",)}
 
 
 def _group(p, mode, title):
@@ -47,7 +58,7 @@ def _group(p, mode, title):
 
     def add(*names, **kw):
         action = g.add_argument(*names, **kw)
-        _MODE_OF[action.dest] = mode
+        _MODE_OF[action.dest] = (mode, *_SHARED.get(action.dest, ()))
         return action
     return add
 
@@ -58,19 +69,23 @@ def add_arguments(p) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
     p.add_argument("items", nargs="*", metavar="[MODE] key=value|FILE",
-                   help=f"MODE: {', '.join(MODES)} (default speed); then dotted config overrides (speed, "
+                   help=f"MODE: {', '.join(MODES)} (default speed); then dotted config overrides (speed, precision, "
                         "export-keep), e.g. model.name=xvit_b16_16x224 model.kwargs.depth=4; report: results files")
-    p.add_argument("--config", help="YAML recipe whose model section is benchmarked (speed) or exported (export-keep)")
-    p.add_argument("--json", dest="json_out", metavar="FILE", help="write the results here (speed, data)")
+    p.add_argument("--config", help="YAML recipe whose model section is benchmarked (speed, precision) or exported "
+                                    "(export-keep)")
+    p.add_argument("--json", dest="json_out", metavar="FILE",
+                   help="write the results here (speed, precision, attention, data)")
     p.add_argument("--output", dest="json_out", help=argparse.SUPPRESS)          # the old name of --json
     p.add_argument("--repeats", type=int, default=None,
-                   help="timed rounds per runner / loader; the median is reported (default: speed 5, data 3)")
+                   help="timed rounds per runner / loader; the median is reported (default: speed 5, precision 3, "
+                        "attention 7, data 3)")
     p.add_argument("--seed", type=int, default=0, help="input, weights and skewed-pattern seed (default 0)")
 
-    add = _group(p, "speed", "speed options")
+    add = _group(p, "speed", "speed options (--batch, --threads: also precision and attention; --train: also "
+                             "attention; --model, --ats, --device, --amp: also precision)")
     add("--model", help="registered model name (same as model.name=NAME; default timesformer_base_8x224)")
     add("--batch", nargs="+", default=None, metavar="N",
-        help="batch sizes (e.g. --batch 1 8 32 or --batch 1,8; default 1 8)")
+        help="batch sizes (e.g. --batch 1 8 32 or --batch 1,8; default 1 8; precision 1)")
     add("--ats", action="append", default=None, metavar="NAME|YAML",
         help="ATS setting: a preset (mild, half for TimeSformer-B; late3, deep4 for X-ViT-B) or a YAML/JSON dict "
              "like '{blocks: [1], num_tokens: 0.5}'; repeatable (default: model.ats of --config, else the "
@@ -90,14 +105,23 @@ def add_arguments(p) -> None:
     add("--warmup", type=int, default=None, help="untimed rounds before timing (default 1)")
     add("--device", default=None, help="cpu, cuda, cuda:N or auto (default cpu)")
     add("--amp", choices=["off", "bf16", "fp16"], default=None,
-        help="autocast dtype (CPU bf16 too; default off = fp32)")
+        help="autocast dtype (CPU bf16 too; default off = fp32; precision: the dtype compared with fp32, "
+             "default bf16)")
     add("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help=argparse.SUPPRESS)  # old name of --amp
-    add("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    add("--threads", type=int, default=None,
+        help="torch intra-op threads (default: torch's; precision and attention: 1)")
     add("--no-official", action="store_true", default=None,
         help="skip the official-forward baseline (video_ats/reference.py; TimeSformer inference only)")
     add("--no-memory", action="store_true", default=None, help="skip the peak-memory measurement")
     add("--model-arg", action="append", default=None, metavar="KEY=VALUE",
         help="deprecated: use model.kwargs.KEY=VALUE")
+
+    add = _group(p, "attention", "attention options")
+    add("--layouts", nargs="+", default=None, metavar="LAYOUT",
+        help="padded, bucketed, nested, blockdiag (benchmark-only block-diagonal mask) or bucketed:COST (another "
+             "per-batch call cost for the bucket plan); default padded bucketed nested blockdiag")
+    add("--cases", nargs="+", default=None, metavar="CASE",
+        help="spatial, temporal, ats (default: all three)")
 
     add = _group(p, "data", "data options")
     add("--loader", nargs="+", default=None, choices=["test", "train"],
@@ -132,10 +156,10 @@ def _split_mode(items):
 
 
 def _check_mode_options(args, mode: str) -> None:
-    for dest, owner in _MODE_OF.items():
-        if owner != mode and getattr(args, dest, None) not in (None, False):
+    for dest, owners in _MODE_OF.items():
+        if mode not in owners and getattr(args, dest, None) not in (None, False):
             flag = "--" + dest.replace("_", "-")
-            raise UserError(f"{flag} is an option of `video-ats benchmark {owner}`, not of mode {mode}")
+            raise UserError(f"{flag} is an option of `video-ats benchmark {' / '.join(owners)}`, not of mode {mode}")
 
 
 def _ints(values, what: str):
@@ -214,10 +238,10 @@ def run(args) -> int:
     _check_writable(args.json_out)
     if mode == "report":
         return _run_report(args, items)
-    if mode == "data":
+    if mode in ("data", "attention"):
         if items:
-            raise UserError(f"`video-ats benchmark data` takes no positional arguments, got {items}")
-        return _run_data(args)
+            raise UserError(f"`video-ats benchmark {mode}` takes no positional arguments, got {items}")
+        return _run_data(args) if mode == "data" else _run_attention(args)
     overrides = _overrides(items, mode)
     if args.model_arg:
         for kv in args.model_arg:
@@ -233,6 +257,8 @@ def run(args) -> int:
     cfg = C.load_config(args.config, overrides)
     if mode == "export-keep":
         return _run_export(args, cfg)
+    if mode == "precision":
+        return _run_precision(args, cfg)
     return _run_speed(args, cfg)
 
 
@@ -273,6 +299,46 @@ def _run_speed(args, cfg) -> int:
     from ..benchmark.report import render_speed
 
     print(render_speed(res))
+    if args.json_out:
+        _write_json(res, args.json_out)
+    return 0
+
+
+def _with_threads(n: int, fn, *a):
+    """``fn(*a)`` with ``n`` torch intra-op threads, the previous count restored afterwards."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        return fn(*a)
+    finally:
+        torch.set_num_threads(old)
+
+
+def _run_precision(args, cfg) -> int:
+    from ..benchmark.precision import PrecisionSpec, run_precision
+
+    spec = PrecisionSpec(cfg=cfg, settings=parse_settings(args.ats, cfg["model"].get("ats")),
+                         batch_sizes=_ints(args.batch or [1], "--batch"), repeats=args.repeats or 3,
+                         amp=args.amp or "bf16", device=args.device or "cpu", seed=args.seed)
+    res = _with_threads(args.threads or 1, run_precision, spec)
+    if args.json_out:
+        _write_json(res, args.json_out)
+    return 0
+
+
+def _run_attention(args) -> int:
+    from ..benchmark.attention import CASES, DEFAULT_LAYOUTS, AttentionSpec, check_case, check_layout, run_attention
+
+    spec = AttentionSpec(batch_sizes=_ints(args.batch or [1, 8], "--batch"), repeats=args.repeats or 7,
+                         train=bool(args.train), layouts=list(dict.fromkeys(args.layouts or DEFAULT_LAYOUTS)),
+                         cases=list(dict.fromkeys(args.cases or CASES)), seed=args.seed)
+    for lay in spec.layouts:                                   # bad names: one line, before any work
+        check_layout(lay)
+    for name in spec.cases:
+        check_case(name)
+    res = _with_threads(args.threads or 1, run_attention, spec)
     if args.json_out:
         _write_json(res, args.json_out)
     return 0

@@ -12,27 +12,64 @@ Each layout runs from packed q|k|v rows to packed outputs (gathers, padding and 
 Settings are interleaved round-robin; the median is reported, as thread CPU time (robust when other
 jobs share the machine; with ``--threads 1`` it is all the work) and wall time. ``blockdiag`` is a
 benchmark-only candidate (not in the library): groups packed first-fit into sequences as long as the
-longest group, with a block-diagonal mask.
+longest group, with a block-diagonal mask. ``bucketed:COST`` is the bucketed layout planned with
+another per-batch call cost (``layers.BUCKET_CALL_COST``).
 
-    python benchmarks/attention_layouts.py --batch 1 8 --repeats 7 --threads 1 [--train]
-    python benchmarks/attention_layouts.py --layouts bucketed:0 bucketed:500 bucketed:2000 bucketed:8000 padded
+    video-ats benchmark attention --batch 1 8 --repeats 7 --threads 1 [--train]
+    video-ats benchmark attention --layouts bucketed:0 bucketed:500 bucketed:2000 bucketed:8000 padded
 """
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from video_ats.models import layers
-from video_ats.models.layers import attention_layout
-from video_ats.tokens import TokenSet
+from ..errors import UserError
+from ..models import layers
+from ..models.layers import ATTENTION_LAYOUTS, attention_layout
+from ..tokens import TokenSet
 
 GRID = (8, 14, 14)
 DIM, HEADS = 768, 12
+DEFAULT_LAYOUTS = ("padded", "bucketed", "nested", "blockdiag")
+CASES = ("spatial", "temporal", "ats")
+
+
+@dataclass
+class AttentionSpec:
+    """What to measure: batch sizes × cases × layouts, ``repeats`` interleaved rounds (median reported)."""
+    batch_sizes: Sequence[int] = (1, 8)
+    repeats: int = 7
+    train: bool = False                          # forward + backward instead of forward only
+    layouts: Sequence[str] = DEFAULT_LAYOUTS
+    cases: Sequence[str] = CASES
+    seed: int = 0                                # keep pattern seed; query half seed + 1, inputs seed + 2
+
+
+def check_layout(name: str) -> None:
+    """One clear line for a layout this benchmark cannot run."""
+    base, sep, cost = name.partition(":")
+    if sep:
+        if base != "bucketed":
+            raise UserError(f"--layouts {name!r}: only bucketed takes a call cost, e.g. bucketed:500")
+        try:
+            float(cost)
+        except ValueError:
+            raise UserError(f"--layouts {name!r}: the call cost must be a number, e.g. bucketed:500") from None
+        return
+    if name not in (*ATTENTION_LAYOUTS, "blockdiag"):
+        raise UserError(f"--layouts {name!r} is not a layout; use {', '.join((*ATTENTION_LAYOUTS, 'blockdiag'))} "
+                        "or bucketed:COST")
+
+
+def check_case(name: str) -> None:
+    if name not in CASES:
+        raise UserError(f"--cases {name!r} is not a case; use {', '.join(CASES)}")
 
 
 def skewed_set(batch: int, seed: int = 0, low: int = 2, high: int = 196) -> TokenSet:
@@ -87,23 +124,23 @@ def blockdiag(groups, qkv, lead, heads):
     return o.index_select(0, rows), out_lead
 
 
-def cases(batch: int):
-    ts = skewed_set(batch)
+def cases(batch: int, seed: int = 0):
+    ts = skewed_set(batch, seed)
     frames, positions = ts.groups("frame", lead=1), ts.groups("position")
-    kept = half_of(ts)
+    kept = half_of(ts, seed + 1)
     yield "spatial", ts, frames, None
     yield "temporal", ts, positions, None
     yield "ats", ts, frames, kept
 
 
-def run(layout, groups, qkv, lead, kept):
+def run_layout(layout, groups, qkv, lead, kept):
     if layout == "blockdiag":
         return blockdiag(groups, qkv, lead, HEADS)
     if ":" in layout:                         # "bucketed:COST": another per-batch cost for the plan
         layout, cost = layout.split(":")
         old, layers.BUCKET_CALL_COST["cpu"] = layers.BUCKET_CALL_COST["cpu"], float(cost)
         try:
-            return run(layout, groups, qkv, lead, kept)
+            return run_layout(layout, groups, qkv, lead, kept)
         finally:
             layers.BUCKET_CALL_COST["cpu"] = old
     queries = None
@@ -113,43 +150,46 @@ def run(layout, groups, qkv, lead, kept):
         return layers.attend_groups(groups, qkv, lead, HEADS, queries=queries)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--train", action="store_true", help="forward + backward instead of forward only")
-    ap.add_argument("--layouts", nargs="+", default=["padded", "bucketed", "nested", "blockdiag"])
-    ap.add_argument("--cases", nargs="+", default=["spatial", "temporal", "ats"])
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {'forward+backward' if args.train else 'forward'}, "
-          f"median of {args.repeats}, thread CPU ms / wall ms")
-    for batch in args.batch:
-        for name, ts, groups, kept in cases(batch):
-            if name not in args.cases:
+def run_attention(spec: AttentionSpec, log: Callable[[str], None] = print) -> Dict[str, Any]:
+    """Measure ``spec`` and print the table; returns ``{"kind": "attention", "meta": {...}, "rows": [...]}``
+    with one row per (batch, case, layout): median thread CPU ms and wall ms, and the case's pair counts."""
+    for lay in spec.layouts:
+        check_layout(lay)
+    for name in spec.cases:
+        check_case(name)
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+            "mode": "train" if spec.train else "inference", "grid": list(GRID), "embed_dim": DIM, "heads": HEADS,
+            "batch_sizes": list(spec.batch_sizes), "repeats": spec.repeats, "layouts": list(spec.layouts),
+            "cases": list(spec.cases), "seed": spec.seed}
+    log(f"torch {torch.__version__}, {meta['threads']} thread(s), "
+        f"{'forward+backward' if spec.train else 'forward'}, median of {spec.repeats}, thread CPU ms / wall ms")
+    rows: List[dict] = []
+    for batch in spec.batch_sizes:
+        for name, ts, groups, kept in cases(batch, spec.seed):
+            if name not in spec.cases:
                 continue
-            gen = torch.Generator().manual_seed(2)
-            qkv = torch.randn(ts.clip.numel(), 3 * DIM, generator=gen, requires_grad=args.train)
-            lead = torch.randn(groups.num_groups, groups.lead, 3 * DIM, generator=gen, requires_grad=args.train) \
+            gen = torch.Generator().manual_seed(spec.seed + 2)
+            qkv = torch.randn(ts.clip.numel(), 3 * DIM, generator=gen, requires_grad=spec.train)
+            lead = torch.randn(groups.num_groups, groups.lead, 3 * DIM, generator=gen, requires_grad=spec.train) \
                 if groups.lead else None
             queries = None if kept is None else (kept.groups("frame", lead=1), ts.index_of(kept.clip, kept.t, kept.p))
-            layouts = [lay for lay in args.layouts if not (lay == "blockdiag" and queries is not None)]
-            ref = run("padded", groups, qkv, lead, queries)[0].detach()
+            layouts = [lay for lay in spec.layouts if not (lay == "blockdiag" and queries is not None)]
+            ref = run_layout("padded", groups, qkv, lead, queries)[0].detach()
             grad = torch.randn(ref.shape, generator=gen)
             times = {lay: ([], []) for lay in layouts}
+            errs = {}
             for lay in layouts:
-                err = (run(lay, groups, qkv, lead, queries)[0].detach() - ref).abs().max().item()
-                assert err < 1e-4, (lay, err)
-            for _ in range(args.repeats):
+                errs[lay] = (run_layout(lay, groups, qkv, lead, queries)[0].detach() - ref).abs().max().item()
+                assert errs[lay] < 1e-4, (lay, errs[lay])
+            for _ in range(spec.repeats):
                 for lay in layouts:
                     c0, w0 = time.thread_time(), time.perf_counter()
-                    if args.train:
-                        out, out_lead = run(lay, groups, qkv, lead, queries)
+                    if spec.train:
+                        out, out_lead = run_layout(lay, groups, qkv, lead, queries)
                         ((out * grad).sum() + (out_lead.sum() if out_lead is not None else 0)).backward()
                     else:
                         with torch.no_grad():
-                            run(lay, groups, qkv, lead, queries)
+                            run_layout(lay, groups, qkv, lead, queries)
                     times[lay][0].append(time.thread_time() - c0)
                     times[lay][1].append(time.perf_counter() - w0)
             q_groups = groups if kept is None else kept.groups("frame", lead=1)
@@ -159,13 +199,14 @@ def main(argv=None):
                 cost = layers.BUCKET_CALL_COST["cpu"]
                 plan = groups.buckets(None if kept is None else q_groups, call_cost=cost)
             bucketed = sum(b.count * b.q_length * b.k_length for b in plan.buckets)
-            print(f"batch {batch} {name:8s}: {groups.num_groups} groups, {ts.clip.numel()} tokens; (query, key) "
-                  f"pairs: real {real}, padded {padded / real:.2f}x, bucketed {bucketed / real:.2f}x in "
-                  f"{len(plan.buckets)} batches")
+            log(f"batch {batch} {name:8s}: {groups.num_groups} groups, {ts.clip.numel()} tokens; (query, key) "
+                f"pairs: real {real}, padded {padded / real:.2f}x, bucketed {bucketed / real:.2f}x in "
+                f"{len(plan.buckets)} batches")
             for lay in layouts:
                 cpu, wall = (statistics.median(v) * 1e3 for v in times[lay])
-                print(f"    {lay:9s} {cpu:9.2f} {wall:9.2f}")
-
-
-if __name__ == "__main__":
-    main()
+                log(f"    {lay:9s} {cpu:9.2f} {wall:9.2f}")
+                rows.append({"batch": batch, "case": name, "layout": lay, "cpu_ms": cpu, "wall_ms": wall,
+                             "groups": groups.num_groups, "tokens": ts.clip.numel(), "pairs_real": real,
+                             "padded_ratio": padded / real, "bucketed_ratio": bucketed / real,
+                             "buckets": len(plan.buckets), "max_abs_err_vs_padded": errs[lay]})
+    return {"kind": "attention", "meta": meta, "rows": rows}
