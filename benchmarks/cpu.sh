@@ -21,8 +21,8 @@ run() {  # run FILE ARGS...
 }
 run benchmark_1_timesformer_cpu_batch1 --batch 1 --keep-pattern $keep $common
 run benchmark_2_timesformer_cpu_batch8 --batch 8 --keep-pattern $keep $common --no-official --no-memory
-run benchmark_3_xvit_cpu model.name=xvit_b16_16x224 model.num_classes=600 --batch 1 --keep-pattern $keep $common --no-memory
-run benchmark_4_timesformer_train_cpu --train --batch 2 --keep-pattern uniform skewed $common --no-memory
+run benchmark_3_xvit_cpu model.name=xvit_b16_16x224 model.num_classes=600 --batch 1 8 --keep-pattern $keep $common --no-memory
+run benchmark_4_timesformer_train_cpu --train --batch 4 --keep-pattern uniform skewed $common --no-memory
 run benchmark_5_timesformer_bf16_cpu --amp bf16 --batch 1 --keep-pattern uniform skewed $common --no-official --no-memory
 echo "== $(date +%T) benchmark_9_data"
 video-ats benchmark data --json "$out/benchmark_9_data.json"

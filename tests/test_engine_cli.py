@@ -53,6 +53,23 @@ def test_test_command_writes_results_schema(engine_data, engine_ov, tmp_path, ca
     assert r["combine"] == "logit_sum" and r["clip_position"] == "center"
 
 
+def test_test_without_checkpoint_evaluates_model_pretrained(engine_data, engine_ov, tmp_path, capsys):
+    """`model.pretrained` is the weights `test` evaluates when no --checkpoint is given, as for train,
+    predict and profile; only with drop_head (a random classifier) does it warn of random weights."""
+    ov = engine_ov(engine_data, tmp_path / "run")
+    ckpt = _ckpt(tmp_path)
+    base = ["test", "--annotations", engine_data["val_csv"], "--data-root", engine_data["root"], *ov]
+    assert main([*base, "--checkpoint", ckpt, "--output", str(tmp_path / "a.json")]) == 0
+    capsys.readouterr()
+    assert main([*base, f"model.pretrained={ckpt}", "--output", str(tmp_path / "b.json")]) == 0
+    assert "RANDOMLY" not in capsys.readouterr().err
+    a, b = (json.load(open(tmp_path / f)) for f in ("a.json", "b.json"))
+    assert open(a["predictions"]).read() == open(b["predictions"]).read()          # same scores, video by video
+    assert a["top1"] == b["top1"] and b["checkpoint"] == a["checkpoint"]
+    assert main([*base, f"model.pretrained={ckpt}", "model.drop_head=true", "--output", str(tmp_path / "c.json")]) == 0
+    assert "RANDOMLY INITIALISED classifier" in capsys.readouterr().err
+
+
 def test_bad_inputs_are_one_line(engine_data, engine_ov, tmp_path, capsys):
     ov = engine_ov(engine_data, tmp_path / "run")
     base = ["test", "--output", str(tmp_path / "r.json"), *ov]

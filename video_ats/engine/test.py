@@ -24,7 +24,7 @@ logger = logging.getLogger("video_ats.engine")
 
 def run_test(cfg: Dict[str, Any], checkpoint: Optional[str], output: str,
              info: Optional[distributed.DistInfo] = None) -> Dict[str, Any]:
-    """Evaluate ``cfg``'s model with ``checkpoint`` (or random weights) on ``test.annotations`` (else
+    """Evaluate ``cfg``'s model with ``checkpoint`` (else ``model.pretrained``, else random weights) on ``test.annotations`` (else
     ``data.val_annotations``) and write ``output``; returns the results dict.
 
     Rank 0 holds a lock on ``output`` for the run (a second ``test`` writing the same file is refused)
@@ -63,14 +63,19 @@ def _evaluate_test_split(cfg: Dict[str, Any], checkpoint: Optional[str], output:
     if not annotations:
         raise UserError("no test annotations: pass --annotations FILE (or set test.annotations)")
     torch.manual_seed(int(cfg["seed"]))       # a random-init model (no checkpoint) is the same on every run
-    model = build_model(cfg, load_pretrained=False)
+    pretrained = cfg["model"]["pretrained"]
+    if not checkpoint and pretrained and not cfg["model"]["drop_head"]:
+        checkpoint = pretrained               # the config's weights, as train, predict and profile use them
+    model = build_model(cfg, load_pretrained=not checkpoint)   # drop_head: the backbone, a random classifier
     if checkpoint:
         report = load_checkpoint(model, checkpoint)       # a project/official file or a Hugging Face folder
         for note in report.get("notes", []):
             logger.info("checkpoint: %s", note)
     elif info.is_main:
-        print("warning: no --checkpoint given: evaluating a RANDOMLY INITIALISED model (for pipeline checks "
-              "and GFLOPs profiling only; accuracy is meaningless)", file=sys.stderr, flush=True)
+        what = (f"model.pretrained {pretrained} with model.drop_head: a RANDOMLY INITIALISED classifier" if pretrained
+                else "a RANDOMLY INITIALISED model")
+        print(f"warning: no --checkpoint given: evaluating {what} (for pipeline checks and GFLOPs profiling "
+              "only; accuracy is meaningless)", file=sys.stderr, flush=True)
     class_names = (list(getattr(model, "class_names", None) or []) or None) if checkpoint else None
     if class_names is not None and index_names(class_names):
         class_names = None                    # "0", "1", ...: a list-trained model, nothing to map by name
