@@ -19,7 +19,7 @@ run() {  # run FILE ARGS...
   video-ats benchmark "$@" --json "$out/$name.json"
   echo "== $(date +%T) $name: exit $?"
 }
-run benchmark_1_timesformer_cpu_batch1 --batch 1 --keep-pattern $keep $common
+run benchmark_1_timesformer_cpu_batch1 --batch 1 --keep-pattern $keep $common --repeats 9   # batch 1 is cheap: more rounds
 run benchmark_2_timesformer_cpu_batch8 --batch 8 --keep-pattern $keep $common --no-official --no-memory
 run benchmark_3_xvit_cpu model.name=xvit_b16_16x224 model.num_classes=600 --batch 1 8 --keep-pattern $keep $common --no-memory
 run benchmark_4_timesformer_train_cpu --train --batch 4 --keep-pattern uniform skewed $common --no-memory

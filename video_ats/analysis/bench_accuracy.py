@@ -639,8 +639,10 @@ def render_markdown(r: Dict[str, Any], image_dir: str = "docs/images") -> str:
                      f"({s['ats_finetuned_gflops_per_view']:.4f}) | {extra} |")
     st = r.get("seconds", {}).get("stages", {})
     if st:
+        total = r["seconds"].get("total_this_run")
         lines += ["", "Stage times of the run that wrote these numbers (s): " +
-                  ", ".join(f"{k} {v:.0f}" for k, v in st.items()) + "."]
+                  ", ".join(f"{k} {v:.0f}" for k, v in st.items()) +
+                  (f"; the whole run: {total:.0f} s ({total / 60:.0f} min)" if total else "") + "."]
     lines += ["", f"![Top-1 vs GFLOPs per view]({image_dir}/bench_accuracy_vs_gflops.png)",
               f"![kept tokens, fine-tuned ATS]({image_dir}/bench_kept_tokens_overlay.png)",
               f"![kept-token histograms, fine-tuned ATS]({image_dir}/bench_kept_tokens_hist.png)"]
