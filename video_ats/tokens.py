@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 
@@ -258,6 +259,17 @@ class Bucket:
     q_start: int                    # first row of the bucket in the query / key buffers
     k_start: int
     key_mask: Optional[torch.Tensor]   # (count, k_length) bool, None when no key is padding
+    _bias: Dict = field(default_factory=dict, repr=False)
+
+    def key_bias(self, dtype: torch.dtype) -> Optional[torch.Tensor]:
+        """``key_mask`` as an additive logit bias (0 real, −inf padding) in ``dtype``, made once per plan:
+        given the bool mask, SDPA builds this bias itself on every call, i.e. in every block."""
+        if self.key_mask is None:
+            return None
+        if dtype not in self._bias:
+            bias = torch.zeros(self.key_mask.shape, dtype=dtype, device=self.key_mask.device)
+            self._bias[dtype] = bias.masked_fill_(~self.key_mask, float("-inf"))
+        return self._bias[dtype]
 
 
 @dataclass
@@ -275,49 +287,60 @@ class Buckets:
 
     @classmethod
     def build(cls, q: Groups, k: Groups, call_cost: float) -> "Buckets":
+        """Plan on the host from the kept counts (numpy), then one host→device copy of each group's first
+        buffer rows; the device work is a handful of index ops whatever the number of buckets."""
         if q.num_groups != k.num_groups or q.lead != k.lead:
             raise ValueError("query and key groups must match one to one")
         lead = k.lead
-        q_len, k_len = q.lengths, k.lengths
-        bounds = plan_buckets(q_len, k_len, call_cost)
-        w = max(q_len, default=0) + 1
-        # bucket of each group, on the device, from the host bounds (comparisons: no transfer)
-        sort_key = (k.sizes + lead) * w + (q.sizes + lead)
-        which = torch.zeros_like(k.sizes)
-        for bound in bounds[:-1]:
-            which += (sort_key > bound).long()
-        # host: members' lengths per bucket
-        members: List[List[Tuple[int, int]]] = [[] for _ in bounds]
-        for ql, kl in zip(q_len, k_len):
-            i = next(j for j, bound in enumerate(bounds) if kl * w + ql <= bound)
-            members[i].append((ql, kl))
-        one_hot = (which.unsqueeze(1) == torch.arange(len(bounds), device=which.device)).long()  # F.one_hot syncs
-        within = (one_hot.cumsum(0) - 1).gather(1, which.unsqueeze(1)).squeeze(1)        # index inside the bucket
-        buckets, q_first, k_first = [], torch.zeros_like(which), torch.zeros_like(which)
-        q_at = k_at = 0
-        for i, group_lengths in enumerate(members):
-            lq = max(g[0] for g in group_lengths)
-            lk = max(g[1] for g in group_lengths)
-            inside = which == i
-            q_first = torch.where(inside, q_at + within * lq, q_first)
-            k_first = torch.where(inside, k_at + within * lk, k_first)
-            buckets.append(Bucket(len(group_lengths), lq, lk, q_at, k_at, None))
-            q_at += len(group_lengths) * lq
-            k_at += len(group_lengths) * lk
-        k_rows = k_first[k.group] + lead + k.rank
-        arange_lead = torch.arange(lead, device=which.device)
+        q_len, k_len = np.asarray(q.lengths, dtype=np.int64), np.asarray(k.lengths, dtype=np.int64)
+        bounds = plan_buckets(q.lengths, k.lengths, call_cost)
+        w = int(q_len.max(initial=0)) + 1
+        which = np.searchsorted(np.asarray(bounds, dtype=np.int64), k_len * w + q_len)   # bucket of each group
+        n = len(bounds)
+        count = np.bincount(which, minlength=n)
+        lq, lk, k_min = np.zeros(n, np.int64), np.zeros(n, np.int64), np.full(n, np.iinfo(np.int64).max)
+        np.maximum.at(lq, which, q_len)
+        np.maximum.at(lk, which, k_len)
+        np.minimum.at(k_min, which, k_len)
+        q_at, k_at = _starts(count * lq), _starts(count * lk)
+        order = np.argsort(which, kind="stable")                  # groups keep their order inside a bucket
+        within = np.empty_like(which)
+        within[order] = np.arange(len(which)) - _starts(count)[which[order]]
+        first = np.stack([q_at[which] + within * lq[which], k_at[which] + within * lk[which]])
+        q_first, k_first = host_to_device(first, k.sizes.device)
+        buckets = [Bucket(int(count[i]), int(lq[i]), int(lk[i]), int(q_at[i]), int(k_at[i]), None)
+                   for i in range(n)]
+        k_total = int((count * lk).sum())
+        k_rows = k_first.index_select(0, k.group) + k.rank + lead
+        arange_lead = torch.arange(lead, device=k_first.device)
         k_lead_rows = (k_first.unsqueeze(1) + arange_lead).reshape(-1)
-        if any(any(kl != b.k_length for _, kl in group_lengths) for b, group_lengths in zip(buckets, members)):
-            used = torch.zeros(k_at, dtype=torch.bool, device=which.device)
+        uneven = [i for i in range(n) if k_min[i] != lk[i]]           # buckets whose keys need a mask
+        if uneven:
+            used = torch.zeros(k_total, dtype=torch.bool, device=k_first.device)
             used[k_rows] = True
             used[k_lead_rows] = True
-            for b, group_lengths in zip(buckets, members):
-                if any(kl != b.k_length for _, kl in group_lengths):
-                    b.key_mask = used[b.k_start: b.k_start + b.count * b.k_length].view(b.count, b.k_length)
+            for i in uneven:
+                b = buckets[i]
+                b.key_mask = used[b.k_start: b.k_start + b.count * b.k_length].view(b.count, b.k_length)
         same = q is k
-        q_rows = k_rows if same else q_first[q.group] + lead + q.rank
+        q_rows = k_rows if same else q_first.index_select(0, q.group) + q.rank + lead
         q_lead_rows = k_lead_rows if same else (q_first.unsqueeze(1) + arange_lead).reshape(-1)
-        return cls(buckets, q_rows, q_lead_rows, k_rows, k_lead_rows, q_at, k_at, same)
+        return cls(buckets, q_rows, q_lead_rows, k_rows, k_lead_rows, int((count * lq).sum()), k_total, same)
+
+
+def _starts(sizes: np.ndarray) -> np.ndarray:
+    """Exclusive prefix sums: where each of consecutive blocks of ``sizes`` starts."""
+    return np.cumsum(sizes) - sizes
+
+
+def host_to_device(values: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host-made index table on ``device`` without making the host wait for the device: on an
+    accelerator a pinned copy, sent asynchronously (the caching host allocator keeps it alive until the
+    copy is done); on the CPU the array itself."""
+    t = torch.from_numpy(np.ascontiguousarray(values))
+    if device.type == "cpu":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 @dataclass
