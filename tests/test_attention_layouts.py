@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import video_ats
+from video_ats.models import layers
 from video_ats.models.layers import attend_groups, attention_layout, lead_attention
 from video_ats.tokens import TokenSet, plan_buckets
 
@@ -106,6 +107,59 @@ def test_lead_attention_is_the_cls_row_of_the_padded_attention(pattern):
         logits = logits.masked_fill(~mask[:, None], float("-inf"))
     ref = frames.unpad(logits.softmax(-1).transpose(1, 2))
     torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(keep_patterns(), st.sampled_from([0.0, 20.0]))
+def test_many_buckets_match_padded(pattern, call_cost):
+    """With a free (or cheap) padded batch the planner cuts many buckets: the host-planned rows, the per-plan
+    key bias and the bucket order must still give the padded layout's outputs and gradients."""
+    ts, sub, seed = pattern
+    gen = torch.Generator().manual_seed(seed)
+    frames = ts.groups("frame", lead=1)
+    qkv = torch.randn(ts.clip.numel(), 3 * DIM, generator=gen)
+    lead = torch.randn(frames.num_groups, 1, 3 * DIM, generator=gen)
+    kept, idx = ts.keep(sub), sub.nonzero().squeeze(1)
+    positions = ts.groups("position")
+    cases = [(frames, lead, None, None), (frames, lead, kept, idx), (positions, None, None, None)]
+    refs = [outputs_and_grads("padded", g, qkv, ld, k, i, seed) for g, ld, k, i in cases]
+    old = dict(layers.BUCKET_CALL_COST)
+    layers.BUCKET_CALL_COST["cpu"] = call_cost
+    try:
+        for (g, ld, k, i), ref in zip(cases, refs):
+            assert_all_close(outputs_and_grads("bucketed", g, qkv, ld, k, i, seed), ref)
+    finally:
+        layers.BUCKET_CALL_COST.clear()
+        layers.BUCKET_CALL_COST.update(old)
+
+
+def test_bucket_rows_tile_the_buffers():
+    """Every token and lead slot gets its own buffer row inside its group's block of its bucket, and the key
+    bias is −inf exactly on the padding rows of uneven buckets."""
+    gen = torch.Generator().manual_seed(0)
+    full = TokenSet.from_grid(torch.zeros(2, 4, 9, 1), torch.zeros(2, 1, 1), (4, 3, 3))
+    ts = full.keep(torch.rand(72, generator=gen) < 0.5)
+    frames = ts.groups("frame", lead=1)
+    plan = frames.buckets(call_cost=0.0)
+    assert len(plan.buckets) > 1
+    rows = torch.cat([plan.k_rows, plan.k_lead_rows])
+    assert rows.unique().numel() == rows.numel() and int(rows.max()) < plan.k_total
+    group_of_row = torch.full((plan.k_total,), -1)
+    for b in plan.buckets:
+        block = torch.arange(b.k_start, b.k_start + b.count * b.k_length).view(b.count, b.k_length)
+        bias = plan.key_bias(b, torch.float32)
+        real = torch.isin(block, rows)
+        assert (bias is None) == bool(real.all())
+        if bias is not None:
+            assert torch.equal(bias == 0, real) and bool(torch.isinf(bias[~real]).all())
+        for g, r in enumerate(block):
+            group_of_row[r] = b.k_start * 1000 + g          # one id per group slot block
+    ids = group_of_row[plan.k_rows]
+    for g in range(frames.num_groups):                       # a group's tokens share one block, after its lead
+        mine = ids[frames.group == g]
+        assert mine.unique().numel() <= 1
+        if mine.numel():
+            assert int(group_of_row[plan.k_lead_rows[g]]) == int(mine[0])
 
 
 def test_plan_buckets():

@@ -259,17 +259,6 @@ class Bucket:
     q_start: int                    # first row of the bucket in the query / key buffers
     k_start: int
     key_mask: Optional[torch.Tensor]   # (count, k_length) bool, None when no key is padding
-    _bias: Dict = field(default_factory=dict, repr=False)
-
-    def key_bias(self, dtype: torch.dtype) -> Optional[torch.Tensor]:
-        """``key_mask`` as an additive logit bias (0 real, −inf padding) in ``dtype``, made once per plan:
-        given the bool mask, SDPA builds this bias itself on every call, i.e. in every block."""
-        if self.key_mask is None:
-            return None
-        if dtype not in self._bias:
-            bias = torch.zeros(self.key_mask.shape, dtype=dtype, device=self.key_mask.device)
-            self._bias[dtype] = bias.masked_fill_(~self.key_mask, float("-inf"))
-        return self._bias[dtype]
 
 
 @dataclass
@@ -284,6 +273,19 @@ class Buckets:
     q_total: int
     k_total: int
     same: bool                    # queries are the keys' own groups (one buffer serves both)
+    used: Optional[torch.Tensor] = None   # (k_total,) bool, True at real key rows; None when none is padding
+    _bias: Dict = field(default_factory=dict, repr=False)
+
+    def key_bias(self, bucket: Bucket, dtype: torch.dtype) -> Optional[torch.Tensor]:
+        """The bucket's key mask as an additive logit bias (0 real, −inf padding) in ``dtype``, a view of one
+        bias vector made once per plan: given a bool mask, SDPA would build this bias itself on every call."""
+        if bucket.key_mask is None:
+            return None
+        if dtype not in self._bias:
+            self._bias[dtype] = torch.zeros(self.k_total, dtype=dtype, device=self.used.device).masked_fill_(
+                ~self.used, float("-inf"))
+        return self._bias[dtype][bucket.k_start: bucket.k_start + bucket.count * bucket.k_length].view(
+            bucket.count, bucket.k_length)
 
     @classmethod
     def build(cls, q: Groups, k: Groups, call_cost: float) -> "Buckets":
@@ -315,6 +317,7 @@ class Buckets:
         arange_lead = torch.arange(lead, device=k_first.device)
         k_lead_rows = (k_first.unsqueeze(1) + arange_lead).reshape(-1)
         uneven = [i for i in range(n) if k_min[i] != lk[i]]           # buckets whose keys need a mask
+        used = None
         if uneven:
             used = torch.zeros(k_total, dtype=torch.bool, device=k_first.device)
             used[k_rows] = True
@@ -325,7 +328,7 @@ class Buckets:
         same = q is k
         q_rows = k_rows if same else q_first.index_select(0, q.group) + q.rank + lead
         q_lead_rows = k_lead_rows if same else (q_first.unsqueeze(1) + arange_lead).reshape(-1)
-        return cls(buckets, q_rows, q_lead_rows, k_rows, k_lead_rows, int((count * lq).sum()), k_total, same)
+        return cls(buckets, q_rows, q_lead_rows, k_rows, k_lead_rows, int((count * lq).sum()), k_total, same, used)
 
 
 def _starts(sizes: np.ndarray) -> np.ndarray:

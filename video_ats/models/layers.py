@@ -173,7 +173,7 @@ def _attend_bucketed(groups, qkv, lead, heads, queries, dropout):
             k, v = split_heads(kb, heads, parts=2)
             (q,) = split_heads(qbuf[b.q_start: b.q_start + b.count * b.q_length].view(b.count, b.q_length, d),
                                heads, parts=1)
-        outs.append(merge_heads(attend(q, k, v, b.key_bias(q.dtype), dropout)).reshape(-1, d))
+        outs.append(merge_heads(attend(q, k, v, plan.key_bias(b, q.dtype), dropout)).reshape(-1, d))
     o = torch.cat(outs) if len(outs) > 1 else outs[0]
     out_lead = o.index_select(0, plan.q_lead_rows).view(-1, groups.lead, d) if groups.lead else None
     return o.index_select(0, plan.q_rows), out_lead
