@@ -2,7 +2,7 @@
 # The CPU figures of the README's benchmark block, in one script (issue 10). Run it on a quiet machine —
 # nothing else running — then regenerate the block:
 #
-#   bash benchmarks/cpu.sh [OUT_DIR]          # default docs/results; ~1 hour on the 2-core development machine
+#   bash benchmarks/cpu.sh [OUT_DIR]          # default docs/results; ~45 minutes on the 2-core development machine
 #   video-ats benchmark report docs/results/benchmark_*.json --readme README.md
 #
 # Fewer rounds than the defaults (--repeats 3, 4 pattern clips a round) so the whole set fits in an hour;
@@ -24,6 +24,8 @@ run benchmark_2_timesformer_cpu_batch8 --batch 8 --keep-pattern $keep $common --
 run benchmark_3_xvit_cpu model.name=xvit_b16_16x224 model.num_classes=600 --batch 1 8 --keep-pattern $keep $common --no-memory
 run benchmark_4_timesformer_train_cpu --train --batch 4 --keep-pattern uniform skewed $common --no-memory
 run benchmark_5_timesformer_bf16_cpu --amp bf16 --batch 1 --keep-pattern uniform skewed $common --no-official --no-memory
+# regional torch.compile (each block's norms and MLP; attention and token bookkeeping eager): same runners, compiled
+run benchmark_10_timesformer_cpu_compile_blocks --batch 1 --keep-pattern uniform skewed $common --compile blocks --no-official --no-memory
 echo "== $(date +%T) benchmark_9_data"
 video-ats benchmark data --json "$out/benchmark_9_data.json"
 echo "== $(date +%T) benchmark_9_data: exit $?"

@@ -145,6 +145,53 @@ def test_speed_compile_mode_runs(tmp_path, device):
             assert c["new_graph_breaks"] >= 1           # at least at the scripted sampler
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("tiny", [TINY, TINY_XVIT], ids=["timesformer", "xvit"])
+def test_compile_blocks_has_no_graph_break_and_keeps_the_logits(tmp_path, tiny):
+    """--compile blocks: every runner compiled, no graph break anywhere (the bookkeeping is never traced), and
+    the regions give the eager logits."""
+    from video_ats.benchmark.speed import compile_blocks, uncompile_blocks
+    from video_ats.engine.builders import build_model
+    from video_ats.engine.config import load_config
+
+    out = tmp_path / "blocks.json"
+    assert main(["benchmark", *tiny, *ATS, "--compile", "blocks", "--keep-pattern", "uniform", "skewed",
+                 "--batch", "2", *FAST, "--no-official", "--json", str(out)]) == 0
+    meta, rows = _rows(out)
+    assert meta["compile"] == "blocks" and len(rows) == 3
+    for r in rows:
+        assert r["compile"]["ok"] and r["compile"]["scope"] == "blocks" and r["compile"]["new_graph_breaks"] == 0
+    torch.manual_seed(0)
+    model = build_model(load_config(None, tiny), ats={"blocks": [1, 2], "num_tokens": [0.5, 0.5]}).eval()
+    x = torch.randn(2, 3, 4, 32, 32)
+    with torch.no_grad():
+        eager = model(x)
+        assert compile_blocks(model) == 3 * 4
+        compiled = model(x)
+        uncompile_blocks(model)
+        again = model(x)
+    torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
+    assert torch.equal(again, eager)
+
+
+def test_compile_blocks_failure_is_one_line_and_every_runner_goes_on_eagerly(tmp_path, monkeypatch, capsys):
+    def broken_compile(self, *a, **k):               # what a missing C compiler does: fail at the first call
+        def fail(*args, **kwargs):
+            raise RuntimeError("no C compiler found\nlong traceback text")
+        self._compiled_call_impl = fail
+
+    monkeypatch.setattr(torch.nn.Module, "compile", broken_compile)
+    out = tmp_path / "c.json"
+    assert main(["benchmark", *TINY, *ATS, "--compile", "blocks", "--batch", "1", *FAST, "--no-official",
+                 "--json", str(out)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "compile failed" in line]
+    assert len(lines) == 1 and "RuntimeError: no C compiler found" in lines[0]
+    _, rows = _rows(out)
+    assert len(rows) == 2 and all(r["compile"] == {"ok": False, "error": "RuntimeError: no C compiler found"}
+                                  for r in rows)
+    assert all(r["seconds_per_batch"] > 0 for r in rows)
+
+
 def test_compile_failure_is_one_line_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
     def broken(*a, **k):
         raise RuntimeError("no C compiler found\nlong traceback text")

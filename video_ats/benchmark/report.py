@@ -71,7 +71,8 @@ def speed_heading(meta: Dict[str, Any]) -> str:
              f"amp {meta.get('amp', 'off')}", f"torch {meta['torch']}", f"{meta.get('threads')} threads",
              f"weights: {meta.get('weights', 'random')}"]
     if meta.get("compile"):
-        parts.append("torch.compile")
+        scope = meta["compile"] if isinstance(meta["compile"], str) else "model"
+        parts.append(f"torch.compile ({'per-block norms and MLP' if scope == 'blocks' else 'whole model'})")
     text = ", ".join(parts)
     if meta.get("command"):
         text += f"  \ncommand: `{meta['command']}`"

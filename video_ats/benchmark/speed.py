@@ -16,9 +16,11 @@ pattern clips (one forward per batch of them); its time is the mean per batch. R
 
 ``train=True`` times forward + backward + optimizer step (SGD with momentum, a tiny learning rate, random
 labels); GFLOPs are the forward's (the backward is ≈ 2× the forward for dense and ATS alike, so the ratio
-and the efficiency keep their meaning). ``compile=True`` wraps every runner in ``torch.compile`` (the ATS
-runners with ``dynamic=True``; a scripted sampler runs outside the graph); a failure is one line and
-that runner goes on uncompiled.
+and the efficiency keep their meaning). ``compile="model"`` (or True) wraps every runner in ``torch.compile``
+(the ATS runners with ``dynamic=True``; a scripted sampler runs outside the graph, the token bookkeeping's
+host reads break the graph); ``compile="blocks"`` compiles each block's per-token layers instead (norms and
+MLP, dynamic row count; :func:`compile_blocks`), which every runner shares: attention and the token
+bookkeeping stay eager, so nothing breaks a graph. A failure is one line and that runner goes on uncompiled.
 """
 from __future__ import annotations
 
@@ -65,7 +67,7 @@ class SpeedSpec:
     device: str = "cpu"
     amp: str = "off"
     train: bool = False
-    compile: bool = False
+    compile: Any = False                            # False, "model" (or True) or "blocks" (COMPILE_SCOPES)
     with_official: bool = True
     with_memory: bool = True
     pattern_clips: int = 8
@@ -201,14 +203,56 @@ def pattern_offsets(pattern: Optional[KeepPattern], batch: int, pattern_clips: i
     return [i * batch for i in range(n)]
 
 
-def compile_runner(r: Runner, log: Callable[[str], None]) -> None:
-    """Wrap ``r.fn`` in torch.compile (lazily: the first call compiles)."""
+COMPILE_SCOPES = ("model", "blocks")
+# the per-token layers of a block that --compile blocks compiles (both backbones name them so)
+BLOCK_REGIONS = ("norm1", "norm2", "mlp")
+
+
+def compile_scope(value) -> Optional[str]:
+    """``SpeedSpec.compile`` as a scope name (None: eager)."""
+    if value is True:
+        return "model"
+    if not value:
+        return None
+    if value not in COMPILE_SCOPES:
+        raise UserError(f"unknown compile scope {value!r}; use one of {COMPILE_SCOPES}")
+    return value
+
+
+def _regions(model) -> List[torch.nn.Module]:
+    return [m for block in model.blocks for m in (getattr(block, name, None) for name in BLOCK_REGIONS)
+            if isinstance(m, torch.nn.Module)]
+
+
+def compile_blocks(model) -> int:
+    """Regional compilation, in place: each block's norms and MLP through ``torch.compile`` with a dynamic
+    row count (one graph serves every block and every kept count). Attention and the token bookkeeping stay
+    eager, so the kept counts ATS reads on the host neither break a graph nor force a recompilation; the
+    modules are shared by every runner (twins share submodules). Returns how many modules were compiled."""
+    regions = _regions(model)
+    for module in regions:
+        module.compile(dynamic=True)
+    return len(regions)
+
+
+def uncompile_blocks(model) -> None:
+    """Undo :func:`compile_blocks` (after a failed compilation): the regions run eagerly again."""
+    for module in _regions(model):
+        module._compiled_call_impl = None
+
+
+def compile_runner(r: Runner, log: Callable[[str], None], scope: str = "model") -> None:
+    """Wrap ``r.fn`` in torch.compile (lazily: the first call compiles); for the ``blocks`` scope the
+    regions are compiled once (:func:`compile_blocks`) and ``r.fn`` stays the eager model around them."""
+    if scope == "blocks":
+        r.compile_info = {"ok": True, "scope": "blocks"}
+        return
     if r.official:
         r.compile_info = {"ok": False, "error": "not compiled (the official forward is the eager baseline)"}
         return
     try:
         r.fn = torch.compile(r.model, dynamic=True if r.pattern is not None else None)
-        r.compile_info = {"ok": True}
+        r.compile_info = {"ok": True, "scope": "model"}
     except Exception as exc:  # noqa: BLE001 - reported as one line, the run goes on eagerly
         _compile_failed(r, exc, log)
 
@@ -348,7 +392,8 @@ def run_speed(spec: SpeedSpec, log: Callable[[str], None] = print,
     grid = token_grid(dense)
     runners = make_runners(dense, spec, grid)
     step = Stepper(dense, dev, spec.amp, spec.train)
-    if spec.compile:
+    scope = compile_scope(spec.compile)
+    if scope:
         import torch._dynamo
 
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 16 * len(runners))
@@ -356,7 +401,7 @@ def run_speed(spec: SpeedSpec, log: Callable[[str], None] = print,
             torch._dynamo.config.accumulated_cache_size_limit = max(
                 torch._dynamo.config.accumulated_cache_size_limit, 64 * len(runners))
         for r in runners:
-            compile_runner(r, log)
+            compile_runner(r, log, scope)
     meta = _meta(spec, dev, dense, runners)
     rows: List[dict] = []
     for batch in spec.batch_sizes:
@@ -367,7 +412,9 @@ def run_speed(spec: SpeedSpec, log: Callable[[str], None] = print,
         cost = {r.key: flops_and_kept(r, x) for r in runners if not r.official}
         cost.update({r.key: cost["dense"] for r in runners if r.official})
         set_mode(runners, spec.train)
-        if spec.compile:
+        if scope == "blocks" and not any(getattr(m, "_compiled_call_impl", None) for m in _regions(dense)):
+            compile_blocks(dense)                           # after the (eager) FLOP count
+        if scope:
             for r in runners:                               # the first call compiles: timed on its own
                 if not (r.compile_info or {}).get("ok"):
                     continue
@@ -378,6 +425,12 @@ def run_speed(spec: SpeedSpec, log: Callable[[str], None] = print,
                     step(r.fn, x)
                     sync(dev)
                 except Exception as exc:  # noqa: BLE001
+                    if scope == "blocks":                   # shared regions: every runner goes back to eager
+                        uncompile_blocks(dense)
+                        for other in runners:
+                            _compile_failed(other, exc, log if other is r else (lambda _msg: None))
+                        scope = None
+                        break
                     _compile_failed(r, exc, log)
                     continue
                 info = r.compile_info
@@ -451,7 +504,7 @@ def _meta(spec: SpeedSpec, dev: torch.device, dense, runners: List[Runner]) -> D
             "weights": spec.cfg["model"].get("pretrained") or "random (seeded)",
             "device": str(dev), "device_name": _device_name(dev), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "amp": spec.amp, "mode": "train" if spec.train else "inference",
-            "compile": spec.compile, "settings": spec.settings, "patterns": list(spec.patterns),
+            "compile": compile_scope(spec.compile), "settings": spec.settings, "patterns": list(spec.patterns),
             "batch_sizes": list(spec.batch_sizes), "repeats": spec.repeats, "warmup": spec.warmup,
             "pattern_clips": spec.pattern_clips, "command": command_line()}
     replays = {r.pattern.name: {"ats": r.ats, **{k: v for k, v in r.pattern.info.items()

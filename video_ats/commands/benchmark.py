@@ -99,9 +99,11 @@ def add_arguments(p) -> None:
     add("--pattern-clips", type=int, default=None,
         help="distinct pattern clips a round walks (skewed/replay; default 8: at batch 1, 8 forwards a round)")
     add("--train", action="store_true", default=None, help="time training steps: forward + backward + SGD step")
-    add("--compile", action="store_true", default=None,
-        help="torch.compile every runner (ATS: dynamic shapes, graph breaks at the sampler); a failure is one "
-             "line and the runner goes on uncompiled")
+    add("--compile", nargs="?", const="model", default=None, choices=("model", "blocks"),   # speed.COMPILE_SCOPES
+        help="torch.compile: 'model' (the default when given alone) compiles every runner whole (ATS: dynamic "
+             "shapes; the token bookkeeping's host reads break the graph), 'blocks' only each block's norms and "
+             "MLP (dynamic row count, no graph break; attention and bookkeeping eager); a failure is one line "
+             "and the run goes on uncompiled")
     add("--warmup", type=int, default=None, help="untimed rounds before timing (default 1)")
     add("--device", default=None, help="cpu, cuda, cuda:N or auto (default cpu)")
     add("--amp", choices=["off", "bf16", "fp16"], default=None,
@@ -289,10 +291,10 @@ def _run_speed(args, cfg) -> int:
         cfg=cfg, settings=parse_settings(args.ats, cfg["model"].get("ats")), patterns=patterns,
         batch_sizes=_ints(args.batch or [1, 8], "--batch"), repeats=args.repeats or 5,
         warmup=1 if args.warmup is None else args.warmup, device=str(dev), amp=amp, train=bool(args.train),
-        compile=bool(args.compile), with_official=not args.no_official, with_memory=not args.no_memory,
+        compile=args.compile or False, with_official=not args.no_official, with_memory=not args.no_memory,
         pattern_clips=args.pattern_clips or 8, replay_blocks=replay_blocks, seed=args.seed)
     print(f"torch {torch.__version__}, device {dev}, threads {torch.get_num_threads()}, amp {amp}, "
-          f"{'training steps' if spec.train else 'inference'}{', torch.compile' if spec.compile else ''}")
+          f"{'training steps' if spec.train else 'inference'}{f', torch.compile ({spec.compile})' if spec.compile else ''}")
     # every finished row goes to the results file at once: a run cut short keeps what it measured
     on_row = (lambda partial: _write_json(partial, args.json_out, quiet=True)) if args.json_out else None
     res = speed.run_speed(spec, on_row=on_row)
