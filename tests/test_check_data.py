@@ -76,3 +76,22 @@ def test_check_data_list_format_and_errors(engine_data, tmp_path, capsys):
     assert main(["check-data", "--annotations", str(tmp_path / "nope.csv"), "--output", str(out)]) == 2
     err = capsys.readouterr().err
     assert "not found" in err and "Traceback" not in err
+
+
+def test_check_data_too_short_counts_native_frames_without_target_fps(engine_data, tmp_path, capsys):
+    # data.target_fps: null (the quickstart's recipes): the clip counts the videos' own frames, and
+    # 'too short' must still be found (it used to be 0 whatever the length, and --drop-short did nothing)
+    out = tmp_path / "chk"
+    cfg = tmp_path / "native.yaml"
+    for rate, short in ((8, 8), (2, 0)):          # 1 s at 16 fps = 16 frames: 4 x 8 = 32 needed, 4 x 2 = 8
+        cfg.write_text("model: {name: timesformer, kwargs: {num_frames: 4, sampling_rate: %d}}\n"
+                       "data: {target_fps: null}\n" % rate)
+        assert main(["check-data", "--annotations", engine_data["val_csv"], "--data-root", engine_data["root"],
+                     "--output", str(out), "--config", str(cfg), "--no-progress"]) == 0
+        r = json.loads((out / "report.json").read_text())
+        assert r["clip"]["seconds"] is None and r["num_too_short"] == short, r["clip"]
+    assert "too short" in capsys.readouterr().out
+    cfg.write_text("model: {name: timesformer, kwargs: {num_frames: 4, sampling_rate: 8}}\ndata: {target_fps: null}\n")
+    assert main(["check-data", "--annotations", engine_data["val_csv"], "--data-root", engine_data["root"],
+                 "--output", str(out), "--config", str(cfg), "--no-progress", "--drop-short"]) == 1
+    assert json.loads((out / "report.json").read_text())["num_kept"] == 0

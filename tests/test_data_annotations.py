@@ -153,6 +153,12 @@ def test_bad_label_maps_and_files(tmp_path):
         load_label_map(_write(tmp_path / "gap.json", json.dumps({"a": 0, "b": 2})))
     with pytest.raises(UserError, match="invalid JSON"):
         load_label_map(_write(tmp_path / "bad.json", "{\"a\": 0,"))
+    (tmp_path / "ckpt.pt").write_bytes(b"\x80\x02\x90garbage\xff")          # a binary file given as --label-map
+    with pytest.raises(UserError, match="label map .*ckpt.pt: not a UTF-8 text file"):
+        load_label_map(str(tmp_path / "ckpt.pt"))
+    (tmp_path / "nul.txt").write_bytes(b"a\n\x00\x01\n")
+    with pytest.raises(UserError, match="label map .*nul.txt: a binary file"):
+        load_label_map(str(tmp_path / "nul.txt"))
     with pytest.raises(UserError, match="not found"):
         read_annotations(str(tmp_path / "nope.csv"))
     with pytest.raises(UserError, match="empty annotation file"):

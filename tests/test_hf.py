@@ -284,3 +284,17 @@ def test_fine_tune_from_folder_then_export(ref, engine_data, engine_ov, tmp_path
     assert main(["test", "--checkpoint", str(root / "st"), "--output", str(tmp_path / "eval2" / "r.json"), *wrong]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown class" in err[0], err
+
+
+def test_predict_takes_a_hugging_face_folder_as_test_and_profile_do(ref, data_synthetic, tmp_path, capsys):
+    # predict said "checkpoint FOLDER: not found" for an existing folder
+    _, root = ref
+    cfg = tmp_path / "hf.yaml"
+    cfg.write_text(f"model: {{name: timesformer, num_classes: 5, kwargs: {KWARGS}}}\ntest: {{views: 1x1}}\n")
+    video = open(data_synthetic["val_list"]).read().split()[0]
+    video = os.path.join(data_synthetic["root"], video)
+    assert main(["predict", "--checkpoint", str(root / "st"), "--config", str(cfg), "--top-k", "2", video]) == 0
+    out = capsys.readouterr().out
+    assert any(n in out for n in NAMES), out                  # class names from the folder's id2label
+    assert main(["predict", "--checkpoint", str(root / "st"), video]) == 2       # no recipe inside: --config
+    assert "predict needs --config" in capsys.readouterr().err

@@ -138,6 +138,9 @@ def test_non_string_base_and_binary_files(tmp_path):
     ({"mlp_ratio": -1}, "model.kwargs.mlp_ratio must be a number > 0"),
     ({"img_size": 30}, "cannot build model 'timesformer' with model.kwargs"),      # ValueError inside
     ({"embed_dim": "a"}, "model.kwargs.embed_dim must be an integer"),
+    ({"mean": [0.5, 0.5]}, "model.kwargs.mean must be three numbers"),       # was a broadcast error mid-training
+    ({"mean": "abc"}, "model.kwargs.mean must be three numbers"),
+    ({"std": [0, 0, 0]}, "model.kwargs.std must be three numbers > 0"),
 ])
 def test_bad_model_sizes_are_one_line(kwargs, needle):
     cfg = load_config(None, ["model.name=timesformer", "model.num_classes=4"])
@@ -508,6 +511,60 @@ def test_outputs_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
     _one_line_error(capsys, ["test", "--output", str(tmp_path / "res"), "model.name=timesformer"], "is a folder")
     (tmp_path / "file").write_text("x")
     _one_line_error(capsys, ["make-synthetic", "--out", str(tmp_path / "file")], "exists and is not a folder")
+
+
+def test_analysis_outputs_and_counts_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
+    # a folder given as an output file, a file as an output folder, --batch-size 0, a negative
+    # --max-videos: one line before any model is built (they were tracebacks, an error after the whole
+    # run, or a silent [:max_videos] slice of all videos but the last)
+    common = importlib.import_module("video_ats.analysis.common")
+    monkeypatch.setattr(common, "build_eval_model", lambda *a, **k: pytest.fail("built a model before the checks"))
+    cfg = tmp_path / "ats.yaml"
+    kwargs = {k: v for k, v in TINY.items() if k != "num_classes"}
+    cfg.write_text(yaml.safe_dump({"model": {"name": "timesformer", "num_classes": 4, "kwargs": kwargs,
+                                             "ats": {"blocks": [1], "num_tokens": [0.5]}}}))
+    folder, file = tmp_path / "folder", tmp_path / "file"
+    folder.mkdir()
+    file.write_text("x")
+    video, ann = str(tmp_path / "v.mp4"), str(tmp_path / "a.txt")
+    prof = ["profile", "--config", str(cfg), video]
+    _one_line_error(capsys, prof + ["--output", str(folder)], "--output " + str(folder) + " is a folder")
+    _one_line_error(capsys, prof + ["--plots", str(file)], "--plots folder")
+    _one_line_error(capsys, prof + ["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0")
+    _one_line_error(capsys, prof + ["--max-videos", "-1"], "--max-videos must be an integer >= 1, got -1")
+    cal = ["calibrate", "--config", str(cfg), "--annotations", ann, "--target-gflops", "0.001"]
+    _one_line_error(capsys, cal + ["--output", str(folder)], "is a folder; give a file name")
+    _one_line_error(capsys, cal + ["--output", str(tmp_path / "c.yaml"), "--tolerance", "-1"], "--tolerance must be")
+    _one_line_error(capsys, ["calibrate", "--config", str(cfg), "--annotations", ann, "--target-gflops", "0",
+                             "--output", str(tmp_path / "c.yaml")], "--target-gflops must be positive")
+    _one_line_error(capsys, ["sweep", "--config", str(cfg), "--annotations", ann, "--output", str(tmp_path / "sw"),
+                             "--max-videos", "0"], "--max-videos must be an integer >= 1")
+    _one_line_error(capsys, ["predict", "--config", str(cfg), video, "--json", str(folder)], "is a folder")
+    _one_line_error(capsys, ["predict", "--config", str(cfg), video, "--batch-size", "0"], "--batch-size must be")
+    _one_line_error(capsys, ["export-hf", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(file)],
+                    "--out folder")
+    _one_line_error(capsys, ["check-data", "--annotations", ann, "--output", str(file)], "is not a folder")
+    bench = ["benchmark", "--config", str(cfg), "--batch", "1"]
+    _one_line_error(capsys, bench + ["--json", str(folder)], "is a folder")
+    _one_line_error(capsys, bench + ["--repeats", "0"], "--repeats must be ≥ 1, got 0")
+    _one_line_error(capsys, bench + ["--warmup", "-1"], "--warmup must be ≥ 0, got -1")
+
+
+def test_unlabelled_rows_are_refused_before_training_or_evaluating(engine_data, engine_ov, tmp_path, capsys,
+                                                                   monkeypatch):
+    # label -1 (a 'path label' list, a CSV without labels): training crashed in the loss, test only said
+    # so after evaluating every video
+    E = importlib.import_module("video_ats.engine.evaluate")
+    monkeypatch.setattr(E, "evaluate", lambda *a, **k: pytest.fail("evaluated unlabelled videos"))
+    rows = open(engine_data["val_list"]).read().splitlines()
+    lst = tmp_path / "unlabelled.txt"
+    lst.write_text("\n".join(rows[:-1] + [rows[-1].rsplit(" ", 1)[0] + " -1"]) + "\n")
+    ov = engine_ov(engine_data, tmp_path / "run", **{"data.train_annotations": str(lst)})
+    line = _one_line_error(capsys, ["train", *ov], "1 of ")
+    assert "have no label (label -1" in line and "training needs labelled videos" in line
+    ov = engine_ov(engine_data, tmp_path / "run2")
+    _one_line_error(capsys, ["test", "--annotations", str(lst), "--output", str(tmp_path / "r.json"), *ov],
+                    "test needs labelled videos")
 
 
 # ------------------------------------------------------------------------------------------------

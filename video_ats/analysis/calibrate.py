@@ -146,6 +146,11 @@ def run_calibration(cfg: Dict[str, Any], checkpoint: Optional[str], annotations:
     from ..engine.builders import read_split
     from ..engine.eval_spec import eval_spec
 
+    common.check_counts(batch_size=batch_size, max_videos=max_videos)
+    if not target > 0:                      # before decoding: calibrate() says it again for library callers
+        raise UserError(f"--target-gflops must be positive, got {target}")
+    if not 0 <= tolerance < 1:
+        raise UserError(f"--tolerance must be a fraction in [0, 1) of the target, got {tolerance}")
     model = common.build_eval_model(cfg, checkpoint, need_ats=True, what="calibrate")
     spec = eval_spec(cfg, model, views=views)
     device = torch.device(spec.device)

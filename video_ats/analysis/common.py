@@ -18,6 +18,15 @@ logger = logging.getLogger("video_ats.analysis")
 FRACTION_EPS = 1e-6
 
 
+def check_counts(**counts) -> None:
+    """One-line errors for count options below 1 (``--batch-size``, ``--max-videos``; None = not given),
+    before any work: 0 would fail deep in a forward loop, a negative ``--max-videos`` would silently slice
+    videos off the end."""
+    for name, v in counts.items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise UserError(f"--{name.replace('_', '-')} must be an integer >= 1, got {v!r}")
+
+
 # ---------------------------------------------------------------------------------------------
 # model
 # ---------------------------------------------------------------------------------------------

@@ -155,9 +155,11 @@ def predict(inputs: Union[str, Sequence[str]], config: Union[None, str, Dict[str
         raise UserError("no input: give video files or folders of videos")
     if top_k < 1:
         raise UserError(f"--top-k must be >= 1, got {top_k}")
-    if checkpoint is not None and not os.path.isfile(checkpoint):
+    common.check_counts(batch_size=batch_size)
+    if checkpoint is not None and not os.path.exists(checkpoint):
         raise UserError(f"checkpoint {checkpoint}: not found")
-    obj = read_checkpoint(checkpoint) if checkpoint else None
+    # a Hugging Face folder (as test and profile take it) stores no recipe: --config builds the model
+    obj = read_checkpoint(checkpoint) if checkpoint and not os.path.isdir(checkpoint) else None
     cfg = resolve_config(config, obj, overrides)
     model = common.build_eval_model(cfg, checkpoint, need_ats=False, what="predict", checkpoint_obj=obj)
     del obj

@@ -18,6 +18,7 @@ def profile(cfg: Dict[str, Any], inputs: Sequence[str], checkpoint: Optional[str
     from ..engine.eval_spec import eval_spec
     from ..engine.evaluate import dense_gflops
 
+    common.check_counts(batch_size=batch_size, max_videos=max_videos)
     model = common.build_eval_model(cfg, checkpoint, need_ats=True, what="profile")
     spec = eval_spec(cfg, model, views=views)
     device = torch.device(spec.device)

@@ -28,12 +28,13 @@ def sweep(cfg: Dict[str, Any], checkpoint: Optional[str], annotations: str, scal
         raise UserError(f"unknown selection(s) {bad}; use {list(SELECTIONS)}")
     if any(not s > 0 for s in scales):
         raise UserError(f"--scales must be positive, got {list(scales)}")
+    common.check_counts(max_videos=max_videos)
     model = common.build_eval_model(cfg, checkpoint, need_ats=True, what="sweep")
     # no DataLoader workers: a sweep starts 1 + selections x scales evaluations, each would start its own
     spec = eval_spec(cfg, model, views=views, num_workers=0)
     model.to(spec.device)
     records, _ = read_split(annotations, cfg, "sweep", data_root=data_root, class_names=model.class_names,
-                            names_from=f"the class names of {checkpoint}")
+                            names_from=f"the class names of {checkpoint}", need_labels=True)
     if max_videos:
         records = records[:max_videos]
     base = model.ats.as_dict()

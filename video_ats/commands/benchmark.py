@@ -179,6 +179,21 @@ def _ints(values, what: str):
     return out
 
 
+# integer options and their smallest value: 0 repeats would report a timing of nothing (or fail in
+# statistics.median), a negative warm-up would be skipped silently
+_MINIMUMS = {"repeats": 1, "warmup": 0, "threads": 1, "pattern_clips": 1, "clips": 1, "videos": 1, "gop": 1,
+             "num_frames": 1, "sampling_rate": 1, "crop": 1, "num_workers": 0, "batch_size": 1}
+
+
+def _check_minimums(args) -> None:
+    for dest, low in _MINIMUMS.items():
+        v = getattr(args, dest, None)
+        if v is not None and v < low:
+            raise UserError(f"--{dest.replace('_', '-')} must be ≥ {low}, got {v}")
+    if getattr(args, "seconds", None) is not None and not args.seconds > 0:
+        raise UserError(f"--seconds must be > 0, got {args.seconds}")
+
+
 def _overrides(items, mode: str):
     for it in items:
         if "=" not in it:
@@ -222,6 +237,8 @@ def _write_json(obj, path: str, quiet: bool = False) -> None:
 
 def _check_writable(path) -> None:
     if path:
+        if os.path.isdir(path):
+            raise UserError(f"--json {path} is a folder; give a file name such as {os.path.join(path, 'results.json')}")
         d = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(d) or not os.access(d, os.W_OK):
             raise UserError(f"cannot write {path!r}: {d} is not a writable folder")
@@ -237,6 +254,7 @@ def run(args) -> int:
             items += moved
             setattr(args, dest, [v for v in vals if v not in moved] or None)
     _check_mode_options(args, mode)
+    _check_minimums(args)
     _check_writable(args.json_out)
     if mode == "report":
         return _run_report(args, items)

@@ -24,10 +24,12 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ..analysis import calibrate
+    from ..engine.builders import check_output_file
     from ..engine.config import load_config
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = load_config(args.config, args.overrides)
+    check_output_file(args.output, "--output", "ats_calibrated.yaml")   # before the search, not after it
 
     def progress(line: str) -> None:       # stderr: stdout keeps the result lines only
         print(f"calibrate: {line}", file=sys.stderr, flush=True)

@@ -45,6 +45,7 @@ def clip_settings(cfg) -> tuple:
 
 def run(args) -> int:
     from ..data.check import check_data, format_report
+    from ..engine.builders import check_creatable_dir
     from ..engine.config import load_config
 
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
@@ -56,6 +57,7 @@ def run(args) -> int:
         label_map = label_map or cfg["data"]["label_map"]
     stem = os.path.splitext(os.path.basename(args.annotations))[0]
     output = args.output or os.path.join("check-data", stem)
+    check_creatable_dir(output)                 # before probing every video, not after it
     report = check_data(args.annotations, args.data_root, output, decode=args.decode, workers=args.workers,
                         num_frames=frames, sampling_rate=rate, target_fps=fps, label_map=label_map,
                         drop_short=args.drop_short, progress=not args.no_progress)

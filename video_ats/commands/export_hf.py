@@ -21,10 +21,11 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..checkpoint import load_checkpoint, read_checkpoint
     from ..engine import config
-    from ..engine.builders import build_model, model_data_settings
+    from ..engine.builders import build_model, check_creatable_dir, model_data_settings
     from ..errors import UserError
     from ..hf import export_hf, resolve_hf
 
+    check_creatable_dir(args.out, "--out folder")
     if resolve_hf(args.checkpoint) is not None:
         raise UserError(f"{args.checkpoint} already is a Hugging Face folder")
     obj = read_checkpoint(args.checkpoint)

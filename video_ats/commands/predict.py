@@ -32,8 +32,8 @@ def run(args) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     inputs, overrides = split_inputs(args.inputs)
     if args.json:
-        from ..engine.builders import check_creatable_dir
-        check_creatable_dir(os.path.dirname(os.path.abspath(args.json)), "--json folder")
+        from ..engine.builders import check_output_file
+        check_output_file(args.json, "--json", "predictions.json")
     results = predict.predict(inputs, args.config, args.checkpoint, args.top_k, args.views, args.label_map,
                               args.plots, overrides, args.batch_size, progress=print)
     failed = [r for r in results if r["error"]]

@@ -28,6 +28,7 @@ def split_inputs(items):
 
 def run(args) -> int:
     from ..analysis import profile
+    from ..engine.builders import check_creatable_dir, check_output_file
     from ..engine.config import load_config
     from ..fileio import atomic_write_json
     from ..numfmt import round_floats
@@ -35,6 +36,9 @@ def run(args) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     inputs, overrides = split_inputs(args.inputs)
     cfg = load_config(args.config, overrides)
+    check_output_file(args.output, "--output", "profile.json")          # before the work, not after it
+    if args.plots:
+        check_creatable_dir(args.plots, "--plots folder")
     report = profile.profile(cfg, inputs, args.checkpoint, args.views, args.batch_size, args.data_root, args.plots,
                              args.max_videos)
     atomic_write_json(args.output, round_floats(report), "report", make_parent=True)

@@ -62,8 +62,15 @@ def load_label_map(path: str) -> List[str]:
     if not os.path.isfile(path):
         raise UserError(f"label map {path}: file not found; pass a file with one class name per line "
                         f"or a JSON {{name: index}}")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as exc:
+        raise UserError(f"label map {path}: not a UTF-8 text file (byte {exc.start}); pass a file with one class "
+                        "name per line or a JSON {name: index}") from None
+    if "\0" in text:
+        raise UserError(f"label map {path}: a binary file; pass a file with one class name per line or a JSON "
+                        "{name: index}")
     stripped = text.lstrip()
     if stripped.startswith("{") or stripped.startswith("["):
         try:

@@ -145,6 +145,11 @@ def check_data(annotations: str, data_root: Optional[str] = None, output: Option
             if length is None and res["frames"] and res["fps"]:
                 length = res["frames"] / res["fps"]
             res["too_short"] = bool(length is not None and length + 1e-6 < need["seconds"])
+        elif res["status"] == "ok":     # target_fps null: the clip counts the video's own frames
+            frames = res["frames"] or (res["duration"] * res["fps"] if res["duration"] and res["fps"] else None)
+            if rec.time_start is not None and res["fps"]:
+                frames = (rec.time_end - rec.time_start) * res["fps"]
+            res["too_short"] = bool(frames is not None and frames + 1e-6 < need["frames_at_target_fps"])
         else:
             res["too_short"] = False
         counts[res["status"]] += 1
@@ -233,7 +238,9 @@ def format_report(r: Dict[str, Any], max_problems: int = 10) -> str:
         f"undecodable    {r['num_undecodable']:7d}  ({100 * r['num_undecodable'] / n:.1f} %)",
         f"too short      {r['num_too_short']:7d}  (under {clip['seconds']:.3g} s = {clip['num_frames']} frames x "
         f"{clip['sampling_rate']:g} at {clip['target_fps']:g} fps; still usable, the clip repeats its last frame)"
-        if clip["seconds"] else f"too short      {r['num_too_short']:7d}",
+        if clip["seconds"] else f"too short      {r['num_too_short']:7d}  (under {clip['frames_at_target_fps']:g} "
+        f"frames = {clip['num_frames']} frames x {clip['sampling_rate']:g} at the native frame rate; still usable, "
+        "the clip repeats its last frame)",
         f"usable         {r['num_ok']:7d}  ({100 * r['num_ok'] / n:.1f} %); kept in the cleaned list: {r['num_kept']}",
         f"fps            {_fmt_summary(r['fps'])}; most common "
         + ", ".join(f"{f:g} ({c})" for f, c in r["fps_most_common"]),

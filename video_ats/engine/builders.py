@@ -65,6 +65,12 @@ def _check_model_kwargs(kwargs: Dict[str, Any]) -> None:
         v = kwargs.get(k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1):
             raise UserError(f"model.kwargs.{k} must be a number in [0, 1), got {v!r}")
+    for k in ("mean", "std"):       # the clips' normalisation (data.mean/std default to these): as data.mean/std
+        v = kwargs.get(k)
+        if v is not None and (not isinstance(v, (list, tuple)) or len(v) != 3
+                              or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x == x for x in v)
+                              or (k == "std" and min(v) <= 0)):
+            raise UserError(f"model.kwargs.{k} must be three numbers{' > 0' if k == 'std' else ''}, got {v!r}")
     e, h = kwargs.get("embed_dim"), kwargs.get("num_heads")
     if isinstance(e, int) and isinstance(h, int) and e % h:
         raise UserError(f"model.kwargs.embed_dim {e} is not divisible by model.kwargs.num_heads {h}")
@@ -109,13 +115,14 @@ def model_data_settings(cfg: Dict[str, Any], model: nn.Module) -> Dict[str, Any]
 
 def read_split(path: Optional[str], cfg: Dict[str, Any], what: str,
                data_root: Optional[str] = None, class_names: Optional[List[str]] = None,
-               names_from: str = "the model's class names") -> Tuple[List, List[str]]:
+               names_from: str = "the model's class names", need_labels: bool = False) -> Tuple[List, List[str]]:
     """Records and class names of one annotation file, with clear errors for missing input.
 
     ``class_names`` (the checkpoint's or the training split's, in index order): the file's class names
     are mapped onto them *by name* when no ``data.label_map`` is set, so a file lacking a class keeps the
     model's numbering; a class outside them is one :class:`UserError`. Index-only names ("0", "1", ...
-    from a ``path label`` list) carry no identity and are ignored.
+    from a ``path label`` list) carry no identity and are ignored. ``need_labels`` (training, accuracy):
+    unlabelled rows (label -1) are one :class:`UserError` here, before any video is decoded.
     """
     from ..data import read_annotations
     from ..data.annotations import index_names
@@ -132,6 +139,11 @@ def read_split(path: Optional[str], cfg: Dict[str, Any], what: str,
         class_names = None
     records, names = read_annotations(path, data_root=root, label_map=cfg["data"]["label_map"],
                                       class_names=class_names, names_from=names_from)
+    unlabelled = [r for r in records if r.label < 0]
+    if need_labels and unlabelled:
+        raise UserError(f"{path}: {len(unlabelled)} of {len(records)} videos have no label (label -1, e.g. "
+                        f"{unlabelled[0].path}); {what} needs labelled videos: class indices >= 0 in a 'path label' "
+                        "list, or a Kinetics CSV with a label column")
     n = cfg["model"]["num_classes"]
     top = max((r.label for r in records), default=-1)
     if top >= n:
@@ -176,6 +188,15 @@ def check_creatable_dir(path: str, what: str = "output folder") -> str:
         raise UserError(f"{what} {path}: cannot write there ({probe} is not a folder)")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UserError(f"{what} {path}: cannot write there (permission denied on {probe})")
+    return path
+
+
+def check_output_file(path: str, what: str, example: str) -> str:
+    """Make sure the file ``path`` could be written, before any work: not a folder, and its folder could be
+    created and written (``example``: a file name suggested when ``path`` is a folder)."""
+    if os.path.isdir(path):
+        raise UserError(f"{what} {path} is a folder; give a file name such as {os.path.join(path, example)}")
+    check_creatable_dir(os.path.dirname(os.path.abspath(path)), f"{what} folder")
     return path
 
 

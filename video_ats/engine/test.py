@@ -81,7 +81,7 @@ def _evaluate_test_split(cfg: Dict[str, Any], checkpoint: Optional[str], output:
         class_names = None                    # "0", "1", ...: a list-trained model, nothing to map by name
     # labels are mapped onto the checkpoint's classes by name: a file lacking a class keeps the numbering
     records, _ = read_split(annotations, cfg, "test", class_names=class_names,
-                            names_from=f"the class names stored in {checkpoint}")
+                            names_from=f"the class names stored in {checkpoint}", need_labels=True)
     model.to(info.device)
     spec = eval_spec(cfg, model, device=info.device, checkpoint=checkpoint, annotations=annotations)
     results = evaluate(model, records, spec, num_classes=cfg["model"]["num_classes"], output=output,

@@ -401,7 +401,7 @@ def _build(cfg: Dict[str, Any], info: distributed.DistInfo, resume: Optional[dic
         model.load_state_dict(resume["model"])
     model.to(info.device)
     settings = model_data_settings(cfg, model)
-    records, class_names = read_split(cfg["data"]["train_annotations"], cfg, "training")
+    records, class_names = read_split(cfg["data"]["train_annotations"], cfg, "training", need_labels=True)
     placeholders = class_names == [str(i) for i in range(len(class_names))]     # a list file without names
     if len(class_names) == cfg["model"]["num_classes"] and not (placeholders and getattr(model, "class_names", None)):
         model.class_names = list(class_names)          # saved with the checkpoints, shown by export-hf
@@ -414,7 +414,8 @@ def _build(cfg: Dict[str, Any], info: distributed.DistInfo, resume: Optional[dic
     if t["eval_every"] > 0 and cfg["data"]["val_annotations"]:
         # mapped onto the training classes by name: a split lacking a class keeps the numbering
         val_records, _ = read_split(cfg["data"]["val_annotations"], cfg, "validation", class_names=class_names,
-                                    names_from=f"the training classes of {cfg['data']['train_annotations']}")
+                                    names_from=f"the training classes of {cfg['data']['train_annotations']}",
+                                    need_labels=True)
     loader, dataset, sampler, updates_per_epoch, accum = build_train_loader(cfg, records, settings, info)
     dataset.report_file = os.path.join(cfg["output_dir"], BAD_VIDEOS_NAME)   # each bad video warned once per run
     optimizer = build_optimizer(cfg, model)
