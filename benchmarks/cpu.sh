@@ -2,10 +2,10 @@
 # The CPU figures of the README's benchmark block, in one script (issue 10). Run it on a quiet machine —
 # nothing else running — then regenerate the block:
 #
-#   bash benchmarks/cpu.sh [OUT_DIR]          # default docs/results; ~45 minutes on the 2-core development machine
+#   bash benchmarks/cpu.sh [OUT_DIR]          # default docs/results; ~30 minutes on the 2-core development machine
 #   video-ats benchmark report docs/results/benchmark_*.json --readme README.md
 #
-# Fewer rounds than the defaults (--repeats 3, 4 pattern clips a round) so the whole set fits in an hour;
+# Fewer rounds than the defaults (--repeats 3, 4 pattern clips a round) so the whole set fits in half an hour;
 # rows reach each JSON file as they are measured, so a run cut short keeps what it finished.
 set -u -o pipefail
 out=${1:-docs/results}
@@ -13,11 +13,15 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 keep="uniform skewed benchmarks/keep_patterns/bench_accuracy_ats.keep"
 common="--threads 2 --repeats 3 --pattern-clips 4"
+command -v video-ats >/dev/null || { echo "video-ats not found: activate the environment it was installed in" >&2; exit 2; }
+status=0
 run() {  # run FILE ARGS...
-  local name=$1; shift
+  local name=$1 rc; shift
   echo "== $(date +%T) $name: video-ats benchmark $*"
   video-ats benchmark "$@" --json "$out/$name.json"
-  echo "== $(date +%T) $name: exit $?"
+  rc=$?
+  echo "== $(date +%T) $name: exit $rc"
+  [ $rc -eq 0 ] || status=$rc
 }
 run benchmark_1_timesformer_cpu_batch1 --batch 1 --keep-pattern $keep $common --repeats 9   # batch 1 is cheap: more rounds
 run benchmark_2_timesformer_cpu_batch8 --batch 8 --keep-pattern $keep $common --no-official --no-memory
@@ -25,7 +29,10 @@ run benchmark_3_xvit_cpu model.name=xvit_b16_16x224 model.num_classes=600 --batc
 run benchmark_4_timesformer_train_cpu --train --batch 4 --keep-pattern uniform skewed $common --no-memory
 run benchmark_5_timesformer_bf16_cpu --amp bf16 --batch 1 --keep-pattern uniform skewed $common --no-official --no-memory
 # regional torch.compile (each block's norms and MLP; attention and token bookkeeping eager): same runners, compiled
-run benchmark_10_timesformer_cpu_compile_blocks --batch 1 --keep-pattern uniform skewed $common --compile blocks --no-official --no-memory
+run benchmark_5b_timesformer_cpu_compile_blocks --batch 1 --keep-pattern uniform skewed $common --compile blocks --no-official --no-memory
 echo "== $(date +%T) benchmark_9_data"
 video-ats benchmark data --json "$out/benchmark_9_data.json"
-echo "== $(date +%T) benchmark_9_data: exit $?"
+rc=$?
+echo "== $(date +%T) benchmark_9_data: exit $rc"
+[ $rc -eq 0 ] || status=$rc
+exit $status

@@ -106,3 +106,29 @@ def test_help_config_lists_keys(capsys):
     assert main(["train", "--help-config"]) == 0
     out = capsys.readouterr().out
     assert "train.global_batch_size" in out and "model.ats" in out
+
+
+def test_test_takes_the_recipe_a_training_checkpoint_stores(engine_data, engine_ov, tmp_path, capsys):
+    """Without --config, `test` builds the model from the recipe a project checkpoint stores (as predict and
+    export-hf do) instead of the default TimeSformer-B, which no such checkpoint fits."""
+    import torch
+
+    from video_ats.engine import load_config
+
+    cfg = load_config(None, engine_ov(engine_data, tmp_path / "run", **{"model.ats": "{blocks: [1], num_tokens: [0.5]}"}))
+    m = tiny_timesformer({**TINY, "num_classes": 4}, paths=False, eval=False)
+    ck = str(tmp_path / "trained.pt")
+    save_state({"model": m.state_dict(), "config": cfg, "arch": "timesformer"}, ck)
+    out = tmp_path / "stored.json"
+    assert main(["test", "--checkpoint", ck, "--annotations", engine_data["val_csv"], "--output", str(out),
+                 "test.views=1x1"]) == 0
+    captured = capsys.readouterr()
+    assert f"the recipe stored in {ck}" in captured.out
+    r = json.load(open(out))
+    assert r["num_videos"] == 8 and r["views"] == "1x1"                    # the override still applies
+    assert r["gflops_per_view"]["max"] < r["dense_gflops_per_view"]      # the stored ATS setting is on
+    # a plain state dict stores no recipe: the defaults build TimeSformer-B, which it does not fit
+    plain = str(tmp_path / "plain.pt")
+    torch.save(m.state_dict(), plain)
+    _one_line_error(capsys, ["test", "--checkpoint", plain, "--annotations", engine_data["val_csv"],
+                             "--output", str(tmp_path / "p.json")], "--config")

@@ -70,6 +70,19 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
         raise UserError(f"cannot read checkpoint {path!r}: {_kind_of_file(head)}") from None
 
 
+def peek_checkpoint(path: Union[str, os.PathLike]):
+    """A checkpoint file's object memory-mapped, so that its tensors are not read (e.g. to take the recipe a
+    training checkpoint stores before building the model); None for a folder, a safetensors file or anything
+    that does not load this way (:func:`read_checkpoint` then says why, when the weights are loaded)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path) or path.endswith((".safetensors", ".npz")):
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - legacy (non-zip) files cannot be mapped; the full read reports damage
+        return None
+
+
 def _kind_of_file(head: bytes) -> str:
     """What a file that torch could not load looks like, as the end of an error sentence."""
     if head.startswith(b"PK"):
@@ -153,7 +166,8 @@ def load_checkpoint(model: nn.Module, checkpoint: Union[str, os.PathLike, dict],
                             "drop_head=True (CLI: model.drop_head=true), or set model.num_classes to match")
         desc = ", ".join(f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in mismatched[:4])
         raise UserError(f"checkpoint does not fit this model ({len(mismatched)} shape mismatches: {desc}); "
-                        "is it for another architecture or size?")
+                        "is it for another architecture or size? Build the model it was trained as (the recipe: "
+                        "--config, or model.name / model.kwargs overrides)")
     missing = sorted(set(own) - set(state) - (head_keys if drop_head else set()))
     unexpected = sorted(set(state) - set(own))
     if strict and (missing or unexpected):

@@ -52,23 +52,17 @@ def expand_inputs(inputs: Sequence[str]) -> List[Tuple[str, Optional[str]]]:
 def resolve_config(config: Union[None, str, Dict[str, Any]], checkpoint_obj: Optional[dict],
                    overrides: Sequence[str] = ()) -> Dict[str, Any]:
     """``config`` (a path or a loaded config) or else the config stored in the checkpoint, + overrides."""
-    from ..engine.config import SCHEMA, _merge, apply_overrides, default_config, load_config, validate
+    from ..engine.config import apply_overrides, load_config, stored_config, validate
 
     if isinstance(config, dict):
         return validate(apply_overrides(copy.deepcopy(config), overrides))
     if config is not None:
         return load_config(config, overrides)
-    stored = checkpoint_obj.get("config") if isinstance(checkpoint_obj, dict) else None
-    if not isinstance(stored, dict):
+    cfg = stored_config(checkpoint_obj, overrides)
+    if cfg is None:
         raise UserError("predict needs --config: no checkpoint given, or the checkpoint stores no config "
                         "(official checkpoints do not); pass the recipe the model was trained with")
-    cfg = default_config()
-    try:
-        _merge(cfg, {k: v for k, v in stored.items() if k in SCHEMA}, SCHEMA, "")
-    except UserError as exc:
-        raise UserError(f"the config stored in the checkpoint does not load ({exc}); pass --config") from None
-    cfg["model"]["pretrained"] = None            # the checkpoint itself provides the weights
-    return validate(apply_overrides(cfg, overrides))
+    return cfg
 
 
 def class_names_for(cfg: Dict[str, Any], model, label_map: Optional[str]) -> Tuple[List[str], str]:

@@ -1,8 +1,6 @@
 """`video-ats export-hf`: a checkpoint as a Hugging Face transformers TimeSformer folder."""
 from __future__ import annotations
 
-import copy
-
 HELP = "write a TimeSformer checkpoint as a Hugging Face transformers folder (config.json + model.safetensors)"
 
 
@@ -29,14 +27,8 @@ def run(args) -> int:
     if resolve_hf(args.checkpoint) is not None:
         raise UserError(f"{args.checkpoint} already is a Hugging Face folder")
     obj = read_checkpoint(args.checkpoint)
-    if args.config:
-        cfg = config.load_config(args.config, args.overrides)
-    elif isinstance(obj, dict) and isinstance(obj.get("config"), dict) and "model" in obj["config"]:
-        cfg = config.default_config()                          # defaults first: older checkpoints lack newer keys
-        config._merge(cfg, copy.deepcopy(obj["config"]), config.SCHEMA, "")
-        config.apply_overrides(cfg, args.overrides)
-        cfg = config.validate(cfg)
-    else:
+    cfg = config.load_config(args.config, args.overrides) if args.config else config.stored_config(obj, args.overrides)
+    if cfg is None:
         raise UserError(f"{args.checkpoint} carries no recipe (not a training checkpoint of this project): pass "
                         "--config with the recipe that built it")
     model = build_model(cfg, load_pretrained=False, ats=None)       # dense: ATS is recorded, not baked in

@@ -12,7 +12,8 @@ HELP = "multi-view evaluation: Top-1/Top-5 and per-view GFLOPs; rerun the same c
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", help="YAML recipe (its model section builds the model)")
+    parser.add_argument("--config", help="YAML recipe (its model section builds the model; default: the recipe a "
+                                         "training checkpoint of this project stores, else the defaults)")
     parser.add_argument("--checkpoint", help="weights to evaluate (project / official checkpoint, Hugging Face "
                                              "TimeSformer folder); without it "
                                              "the model is randomly initialised (pipeline checks, GFLOPs)")
@@ -43,10 +44,20 @@ def run(args) -> int:
                       (args.data_root, "data.data_root"), (args.annotations, "test.annotations")):
         if flag is not None:
             overrides.append(f"{key}={flag}")
-    cfg = load_config(args.config, overrides)
+    cfg = None
+    if args.config is None and args.checkpoint:   # a training checkpoint carries the recipe that built it
+        from ..checkpoint import peek_checkpoint
+        from ..engine.config import stored_config
+
+        cfg = stored_config(peek_checkpoint(args.checkpoint), overrides)
+    stored = cfg is not None
+    if cfg is None:
+        cfg = load_config(args.config, overrides)
     info = distributed.init_distributed(cfg["device"])
     logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if stored and info.is_main:
+        print(f"config: the recipe stored in {args.checkpoint} (pass --config to use another)", flush=True)
     output = args.output or os.path.join(cfg["output_dir"], "results.json")
     try:
         results = run_test(cfg, args.checkpoint, output, info)

@@ -363,6 +363,25 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Di
     return validate(cfg)
 
 
+def stored_config(checkpoint_obj: Any, overrides: Sequence[str] = ()) -> Optional[Dict[str, Any]]:
+    """The config a training checkpoint of this project stores (its ``config``), on top of today's defaults
+    (older checkpoints lack newer keys), with ``overrides``, validated; None when the object stores none
+    (official checkpoints, plain state dicts). ``model.pretrained`` is cleared: the checkpoint is the weights."""
+    stored = checkpoint_obj.get("config") if isinstance(checkpoint_obj, dict) else None
+    if not isinstance(stored, dict) or not isinstance(stored.get("model"), dict):
+        return None
+    cfg = default_config()
+    try:
+        _merge(cfg, {k: v for k, v in copy.deepcopy(stored).items() if k in SCHEMA}, SCHEMA, "")
+    except UserError as exc:
+        raise UserError(f"the config stored in the checkpoint does not load ({exc}); pass --config") from None
+    cfg["model"]["pretrained"] = None
+    apply_overrides(cfg, overrides)
+    cfg["name"] = cfg["name"] or "run"
+    cfg["output_dir"] = cfg["output_dir"] or os.path.join("runs", cfg["name"])
+    return validate(cfg)
+
+
 def dump_config(cfg: Dict[str, Any]) -> str:
     """YAML text of a resolved config (round-trips through :func:`load_config`)."""
     return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None)
