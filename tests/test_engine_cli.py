@@ -132,3 +132,23 @@ def test_test_takes_the_recipe_a_training_checkpoint_stores(engine_data, engine_
     torch.save(m.state_dict(), plain)
     _one_line_error(capsys, ["test", "--checkpoint", plain, "--annotations", engine_data["val_csv"],
                              "--output", str(tmp_path / "p.json")], "--config")
+
+
+def test_profile_takes_the_recipe_a_training_checkpoint_stores(engine_data, engine_ov, tmp_path, capsys):
+    """profile/calibrate/sweep, like test and predict: no --config means the checkpoint's own recipe (ATS
+    included); with neither, one line that says what to pass."""
+    from video_ats.engine import load_config
+
+    cfg = load_config(None, engine_ov(engine_data, tmp_path / "run", **{"model.ats": "{blocks: [1], num_tokens: [0.5]}"}))
+    m = tiny_timesformer({**TINY, "num_classes": 4}, paths=False, eval=False)
+    ck = str(tmp_path / "trained.pt")
+    save_state({"model": m.state_dict(), "config": cfg, "arch": "timesformer"}, ck)
+    out = tmp_path / "profile.json"
+    assert main(["profile", "--checkpoint", ck, engine_data["val_csv"], "--data-root", engine_data["root"],
+                 "--max-videos", "2", "--output", str(out)]) == 0
+    assert f"the recipe stored in {ck}" in capsys.readouterr().err
+    report = json.load(open(out))
+    assert set(report["kept_tokens_per_view"]) == {"1"}                  # the stored ATS setting: block 1
+    assert report["gflops_per_view"]["ats"]["mean"] < report["gflops_per_view"]["dense"]["mean"]
+    _one_line_error(capsys, ["profile", engine_data["val_csv"], "--output", str(tmp_path / "p2.json")],
+                    "pass --config")

@@ -40,8 +40,8 @@ def build_eval_model(cfg: Dict[str, Any], checkpoint: Optional[str], need_ats: b
     from ..engine.builders import build_model
 
     if need_ats and not cfg["model"]["ats"]:
-        raise UserError(f"{what} needs a config with ATS (model.ats is null); set e.g. "
-                        "model.ats='{blocks: [4, 7, 10], num_tokens: [0.7, 0.5, 0.35]}'")
+        raise UserError(f"{what} needs a config with ATS (model.ats is null): pass --config with a recipe that sets "
+                        "it, or set e.g. model.ats='{blocks: [4, 7, 10], num_tokens: [0.7, 0.5, 0.35]}'")
     from ..checkpoint import read_checkpoint
     from ..engine.builders import checkpoint_class_names
 

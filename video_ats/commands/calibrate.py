@@ -9,7 +9,8 @@ HELP = "scale all ATS K values by one factor to hit a GFLOPs/view target (within
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", required=True, help="YAML recipe with model.ats set")
+    parser.add_argument("--config", help="YAML recipe with model.ats set (default: the recipe a training checkpoint of this project "
+                                         "stores)")
     parser.add_argument("--checkpoint", help="weights (kept tokens depend on them; default: random init + warning)")
     parser.add_argument("--annotations", required=True, help="clips to calibrate on (Kinetics CSV / list)")
     parser.add_argument("--target-gflops", type=float, required=True, help="mean GFLOPs per view to reach")
@@ -25,10 +26,12 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..analysis import calibrate
     from ..engine.builders import check_output_file
-    from ..engine.config import load_config
+    from ..engine.config import config_for
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    cfg = load_config(args.config, args.overrides)
+    cfg, stored = config_for(args.config, args.checkpoint, args.overrides)   # a training checkpoint carries its recipe
+    if stored:
+        print(f"config: the recipe stored in {args.checkpoint} (pass --config to use another)", file=sys.stderr)
     check_output_file(args.output, "--output", "ats_calibrated.yaml")   # before the search, not after it
 
     def progress(line: str) -> None:       # stderr: stdout keeps the result lines only

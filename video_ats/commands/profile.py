@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 HELP = "GFLOPs per view (dense vs ATS) and kept tokens per ATS block on given videos / annotation lists"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", required=True, help="YAML recipe with model.ats set")
+    parser.add_argument("--config", help="YAML recipe with model.ats set (default: the recipe a training checkpoint of this project "
+                                         "stores)")
     parser.add_argument("--checkpoint", help="weights (default: random init, with a warning)")
     parser.add_argument("--views", help="CLIPSxCROPS as in evaluation (default: test.views)")
     parser.add_argument("--data-root", help="folder the annotation paths are relative to")
@@ -29,13 +31,15 @@ def split_inputs(items):
 def run(args) -> int:
     from ..analysis import profile
     from ..engine.builders import check_creatable_dir, check_output_file
-    from ..engine.config import load_config
+    from ..engine.config import config_for
     from ..fileio import atomic_write_json
     from ..numfmt import round_floats
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     inputs, overrides = split_inputs(args.inputs)
-    cfg = load_config(args.config, overrides)
+    cfg, stored = config_for(args.config, args.checkpoint, overrides)   # a training checkpoint carries its recipe
+    if stored:
+        print(f"config: the recipe stored in {args.checkpoint} (pass --config to use another)", file=sys.stderr)
     check_output_file(args.output, "--output", "profile.json")          # before the work, not after it
     if args.plots:
         check_creatable_dir(args.plots, "--plots folder")

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 HELP = "accuracy vs GFLOPs at several K scales for ATS and the top-K / random baselines, plus dense"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", required=True, help="YAML recipe with model.ats set (blocks and base K)")
+    parser.add_argument("--config", help="YAML recipe with model.ats set (blocks and base K) (default: the recipe a training checkpoint of this project "
+                                         "stores)")
     parser.add_argument("--checkpoint", help="weights (default: random init, with a warning)")
     parser.add_argument("--annotations", required=True, help="evaluation annotation file")
     parser.add_argument("--data-root", help="folder the annotation paths are relative to")
@@ -25,10 +27,12 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..analysis import sweep
     from ..engine.builders import check_writable_dir
-    from ..engine.config import load_config
+    from ..engine.config import config_for
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    cfg = load_config(args.config, args.overrides)
+    cfg, stored = config_for(args.config, args.checkpoint, args.overrides)   # a training checkpoint carries its recipe
+    if stored:
+        print(f"config: the recipe stored in {args.checkpoint} (pass --config to use another)", file=sys.stderr)
     check_writable_dir(args.output, "sweep output folder")
     print(sweep.HEADER)
     result = sweep.sweep(cfg, args.checkpoint, args.annotations, args.scales, args.selections, args.views,

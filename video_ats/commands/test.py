@@ -34,7 +34,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ..engine import distributed
-    from ..engine.config import load_config
+    from ..engine.config import config_for
     from ..engine.test import run_test
 
     overrides = list(args.overrides)
@@ -44,15 +44,7 @@ def run(args) -> int:
                       (args.data_root, "data.data_root"), (args.annotations, "test.annotations")):
         if flag is not None:
             overrides.append(f"{key}={flag}")
-    cfg = None
-    if args.config is None and args.checkpoint:   # a training checkpoint carries the recipe that built it
-        from ..checkpoint import peek_checkpoint
-        from ..engine.config import stored_config
-
-        cfg = stored_config(peek_checkpoint(args.checkpoint), overrides)
-    stored = cfg is not None
-    if cfg is None:
-        cfg = load_config(args.config, overrides)
+    cfg, stored = config_for(args.config, args.checkpoint, overrides)   # a training checkpoint carries its recipe
     info = distributed.init_distributed(cfg["device"])
     logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

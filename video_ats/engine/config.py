@@ -382,6 +382,19 @@ def stored_config(checkpoint_obj: Any, overrides: Sequence[str] = ()) -> Optiona
     return validate(cfg)
 
 
+def config_for(path: Optional[str], checkpoint: Optional[str], overrides: Sequence[str] = ()) -> Tuple[Dict[str, Any], bool]:
+    """The config of an evaluation command: ``path``'s when given; else the recipe a training checkpoint of
+    this project stores (read memory-mapped, the weights are not loaded); else the defaults. Returns the
+    config and whether it came from the checkpoint."""
+    if path is None and checkpoint:
+        from ..checkpoint import peek_checkpoint
+
+        cfg = stored_config(peek_checkpoint(checkpoint), overrides)
+        if cfg is not None:
+            return cfg, True
+    return load_config(path, overrides), False
+
+
 def dump_config(cfg: Dict[str, Any]) -> str:
     """YAML text of a resolved config (round-trips through :func:`load_config`)."""
     return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None)
