@@ -2,7 +2,8 @@
 
 decord is the primary backend: it is asked for exactly the frame indices a clip needs (``get_batch``)
 and resizes while decoding when a target size is given. PyAV is the fallback for files decord cannot
-open or read (e.g. an mp4 cut short after its index: PyAV decodes the frames that are there).
+open or read (e.g. an mp4 cut short after its index: PyAV decodes the frames that are there), and it
+decodes MPEG program and transport streams (.mpg, .ts), in which decord returns wrong frames silently.
 
 Frame-index conventions (PySlowFast-style, see ``docs/data.md``):
 
@@ -43,6 +44,12 @@ import av
 
 SizeArg = Union[None, int, Tuple[int, int]]
 
+# Containers decord seeks wrongly in: MPEG program and transport streams (.mpg/.vob, .ts/.m2ts/.mts) have
+# no frame index (their frame count is a guess from the bitrate until the packets are counted), and decord's get_batch returns frames from the wrong place without an error (measured
+# with decord 0.6: MPEG-2 in .mpg gave frame ~15 for frame 29, in .ts every frame off; the same stream
+# in .mp4/.mkv was exact). PyAV decodes them in order, which is exact.
+DECORD_UNSEEKABLE = ("mpeg", "mpegts", "mpegvideo", "vob")
+
 # Guard against pathological containers: a file claiming more pixels per frame than this is decoded
 # at a reduced size only (the caller always asks for a target size on the data paths).
 MAX_NATIVE_PIXELS = 8192 * 8192
@@ -65,6 +72,7 @@ class VideoInfo:
     fps: float
     width: int
     height: int
+    container: str = ""      # FFmpeg's name of the container format ("mov,mp4,...", "matroska,webm", "mpegts")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -200,7 +208,7 @@ def _probe_pyav(path: str) -> VideoInfo:
                     dur = container.duration / 1e6
                 n = int(round(dur * fps)) if dur else 0
             w, h = int(st.codec_context.width), int(st.codec_context.height)
-            return VideoInfo(num_frames=n, fps=fps, width=w, height=h)
+            return VideoInfo(num_frames=n, fps=fps, width=w, height=h, container=container.format.name)
     except DecodeError:
         raise
     except Exception as exc:
@@ -254,6 +262,20 @@ def _decode_pyav(path: str, indices: np.ndarray, size: SizeArg) -> torch.Tensor:
     return torch.from_numpy(stacked[pos])
 
 
+def _index_less(info: VideoInfo) -> bool:
+    """A stream container without a frame index (MPEG-PS/TS): frame counts and seeks are estimates."""
+    return bool(set(info.container.split(",")) & set(DECORD_UNSEEKABLE))
+
+
+def _pyav_num_packets(path: str) -> int:
+    """Video packets in the file (one frame each once parsed): read without decoding, so cheap."""
+    try:
+        with av.open(path) as container:
+            return sum(1 for packet in container.demux(container.streams.video[0]) if packet.size)
+    except Exception:
+        return 0
+
+
 def _pyav_num_decodable(path: str) -> int:
     n = 0
     try:
@@ -275,7 +297,8 @@ def _pyav_num_decodable(path: str) -> int:
 
 
 class VideoReader:
-    """One opened video: decord when it can read the file, PyAV otherwise.
+    """One opened video: decord when it can read the file (and seeks exactly in its container), PyAV
+    otherwise; ``backend`` says which.
 
     ``size`` (None / short side / (H, W)) is applied while decoding. ``info`` holds the frame count
     (what the decoder reports as decodable), the average frame rate and the *native* size.
@@ -288,17 +311,22 @@ class VideoReader:
         self._vr = None
         self.backend = "pyav"
         self._decord_error = None
-        native = None
+        native = probe = None
         if _HAVE_DECORD:
-            try:
-                native = self._open_decord(num_threads)
-            except DecodeError:
-                raise
-            except Exception as exc:  # decord cannot open it: try PyAV
-                self._decord_error = f"{type(exc).__name__}: {exc}"
-                self._vr = None
+            probe = _probe_pyav(self.path)   # the container header: native size and format
+            if _index_less(probe):
+                self._decord_error = f"decord seeks inexactly in {probe.container!r} streams"
+            else:
+                try:
+                    native = self._open_decord(probe, num_threads)
+                    self.backend = "decord"
+                except Exception as exc:  # decord cannot open it: try PyAV
+                    self._decord_error = f"{type(exc).__name__}: {exc}"
+                    self._vr = None
         if self._vr is None:
-            info = _probe_pyav(self.path)
+            info = probe if probe is not None else _probe_pyav(self.path)
+            if _index_less(info):     # the header's frame count is a guess from the bitrate: count packets
+                info.num_frames = _pyav_num_packets(self.path)
             if info.num_frames <= 0:
                 info.num_frames = _pyav_num_decodable(self.path)
             if info.num_frames <= 0:
@@ -308,28 +336,18 @@ class VideoReader:
         else:
             self.info = native
 
-    def _open_decord(self, num_threads: int) -> VideoInfo:
+    def _open_decord(self, probe: VideoInfo, num_threads: int) -> VideoInfo:
         # decord needs the output size at construction; the native size comes from the container
         # header (cheap) so the frame data is scaled once, inside the decoder.
-        w = h = -1
-        probe = None
-        if self.size is not None:
-            probe = _probe_pyav(self.path)
-            h, w = target_hw(probe.height, probe.width, self.size)
+        h, w = target_hw(probe.height, probe.width, self.size) if self.size is not None else (-1, -1)
         self._vr = decord.VideoReader(
             self.path, ctx=decord.cpu(0), width=w, height=h, num_threads=num_threads
         )
         n = len(self._vr)
         if n <= 0:
             raise RuntimeError("decord reports 0 frames")
-        fps = float(self._vr.get_avg_fps() or 0) or (probe.fps if probe else 30.0)
-        if probe is None:
-            shape = self._vr[0].shape  # (H, W, 3); cheap for the first frame
-            self._vr.seek(0)
-            height, width = int(shape[0]), int(shape[1])
-        else:
-            height, width = probe.height, probe.width
-        return VideoInfo(num_frames=n, fps=fps, width=width, height=height)
+        fps = float(self._vr.get_avg_fps() or 0) or probe.fps
+        return VideoInfo(num_frames=n, fps=fps, width=probe.width, height=probe.height, container=probe.container)
 
     def get_frames(self, indices: Sequence[int]) -> torch.Tensor:
         """uint8 tensor (T, H, W, 3) of the given frame indices (clamped to the decodable range)."""
@@ -344,6 +362,7 @@ class VideoReader:
                 self._decord_error = f"{type(exc).__name__}: {exc}"
                 logger.debug("%s: decord get_batch failed (%s); using PyAV", self.path, exc)
                 self._vr = None
+                self.backend = "pyav"
         return _decode_pyav(self.path, idx, self.size)
 
     def close(self) -> None:
