@@ -179,3 +179,30 @@ def test_scattered_indices_are_exact_in_every_container(tmp_path, name, codec, f
     for frame, want in zip(out, indices):
         got, dist = nearest_frame(frame, src)
         assert got == want and dist < 40      # coding loss (MPEG-2 at its default bitrate: ~19); frames differ by ~85
+
+
+def test_the_main_video_stream_is_read_not_a_cover_picture(tmp_path, monkeypatch):
+    """A small still picture stored as the file's first video stream (cover art, a thumbnail track) is
+    skipped by both backends; the PyAV fallback used to decode it as the video."""
+    path = str(tmp_path / "cover_first.mkv")
+    with av.open(path, "w") as c:
+        cover = c.add_stream("mjpeg", rate=15)
+        cover.width, cover.height, cover.pix_fmt = 32, 24, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        video = c.add_stream("libx264", rate=15)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        still = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 255, np.uint8), format="rgb24")
+        for pk in [*cover.encode(still.reformat(format="yuvj420p")), *cover.encode()]:
+            c.mux(pk)
+        for k in range(30):
+            for pk in video.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 + 6 * k, np.uint8), "rgb24")):
+                c.mux(pk)
+        for pk in video.encode():
+            c.mux(pk)
+    for backend in ("default", "pyav"):
+        if backend == "pyav":
+            monkeypatch.setattr(dec, "_HAVE_DECORD", False)
+        with dec.VideoReader(path, size=(48, 64)) as r:
+            info, red = r.info, r.get_frames([0, 29])[:, 5, 5, 0].tolist()
+        assert (info.num_frames, info.width, info.height) == (30, 64, 48)
+        assert abs(red[0] - 40) < 6 and abs(red[1] - 214) < 6

@@ -30,7 +30,7 @@ def probe_file(path: str, decode: bool = False) -> Dict[str, Any]:
     """``{"status", "error", "fps", "width", "height", "frames", "duration"}`` of one video file."""
     import av
 
-    from .decode import describe_error
+    from .decode import describe_error, video_stream
 
     out: Dict[str, Any] = {"status": "ok", "error": None, "fps": None, "width": None, "height": None,
                            "frames": None, "duration": None}
@@ -44,9 +44,9 @@ def probe_file(path: str, decode: bool = False) -> Dict[str, Any]:
         return dict(out, status="undecodable", error="empty file (0 bytes)")
     try:
         with av.open(path) as container:
-            if not container.streams.video:
+            st = video_stream(container)
+            if st is None:
                 return dict(out, status="undecodable", error="no video stream in the file")
-            st = container.streams.video[0]
             fps = float(st.average_rate or st.guessed_rate or 0) or None
             w, h = int(st.codec_context.width or 0), int(st.codec_context.height or 0)
             dur = None

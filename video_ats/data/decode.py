@@ -192,12 +192,18 @@ def _check_file(path: str) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
+def video_stream(container):
+    """The container's main video stream, chosen as FFmpeg (and so decord) chooses it: attached cover
+    pictures and thumbnail tracks are skipped, whatever their order. None when there is no video."""
+    return container.streams.best("video") if container.streams.video else None
+
+
 def _probe_pyav(path: str) -> VideoInfo:
     try:
         with av.open(path) as container:
-            if not container.streams.video:
+            st = video_stream(container)
+            if st is None:
                 raise DecodeError(path, "no video stream in the file")
-            st = container.streams.video[0]
             fps = float(st.average_rate or st.guessed_rate or 0) or 30.0
             n = int(st.frames or 0)
             if n <= 0:
@@ -225,9 +231,9 @@ def _decode_pyav(path: str, indices: np.ndarray, size: SizeArg) -> torch.Tensor:
     out_hw = None
     try:
         with av.open(path) as container:
-            if not container.streams.video:
+            st = video_stream(container)
+            if st is None:
                 raise DecodeError(path, "no video stream in the file")
-            st = container.streams.video[0]
             st.thread_type = "AUTO"
             i = -1
             try:
@@ -271,7 +277,7 @@ def _pyav_num_packets(path: str) -> int:
     """Video packets in the file (one frame each once parsed): read without decoding, so cheap."""
     try:
         with av.open(path) as container:
-            return sum(1 for packet in container.demux(container.streams.video[0]) if packet.size)
+            return sum(1 for packet in container.demux(video_stream(container)) if packet.size)
     except Exception:
         return 0
 
@@ -280,7 +286,7 @@ def _pyav_num_decodable(path: str) -> int:
     n = 0
     try:
         with av.open(path) as container:
-            st = container.streams.video[0]
+            st = video_stream(container)
             try:
                 for _ in container.decode(st):
                     n += 1
