@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 
 from video_ats.analysis.bench_accuracy import (
     Stage,
+    fit_linear_probe,
     interpolate_curve,
     matched_comparisons,
     paired_bootstrap_ci,
+    probe_top1,
     stage_key,
 )
 
@@ -64,6 +66,58 @@ def test_matched_comparison_interpolates_ats_at_the_other_methods_gflops():
     assert m["method"] == "topk" and m["top1_diff_vs_ats"] == pytest.approx(expect, abs=1e-3)
     assert m["ci95"][0] <= m["top1_diff_vs_ats"] <= m["ci95"][1]
     assert m["ats_top1_interpolated"] == pytest.approx(float(0.5 * (ats_lo + ats_hi).mean()) * 100, abs=1e-3)
+
+
+# ---- the evidence probe ------------------------------------------------------------------------------
+def _features(n: int, num_classes: int, dim: int, gen: torch.Generator, centres=None):
+    """(n, dim) features, labels; around per-class ``centres`` when given, else label-free noise."""
+    y = torch.randint(0, num_classes, (n,), generator=gen)
+    x = torch.randn(n, dim, generator=gen) * 3 + 7                     # off-centre, unscaled: standardizing matters
+    return (x if centres is None else x + centres[y]), y
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(2, 8), st.integers(0, 16), st.integers(0, 10_000))
+def test_linear_probe_separates_separable_features_and_stays_at_chance_on_noise(num_classes, extra_dims, seed):
+    gen = torch.Generator().manual_seed(seed)
+    dim = num_classes + extra_dims
+    # class centres 40·(a rotated basis vector): >= 56 apart, ~9 noise std from any boundary between two
+    rotation, _ = torch.linalg.qr(torch.randn(dim, dim, generator=gen))
+    centres = 40 * rotation[:num_classes]
+    train, val = _features(400, num_classes, dim, gen, centres), _features(400, num_classes, dim, gen, centres)
+    probe = fit_linear_probe(*train, num_classes)
+    assert probe_top1(probe, *train) == 100.0 and probe_top1(probe, *val) == 100.0
+    # labels independent of the features: held-out Top-1 near the best constant guess
+    train, val = _features(600, num_classes, dim, gen), _features(2000, num_classes, dim, gen)
+    top1 = probe_top1(fit_linear_probe(*train, num_classes), *val)
+    chance = 100 * float(torch.bincount(val[1]).max()) / val[1].numel()
+    assert top1 < chance + 8, (top1, chance)
+    # deterministic: the same features give the same probe
+    again = fit_linear_probe(*train, num_classes)
+    assert torch.equal(again.weight, fit_linear_probe(*train, num_classes).weight)
+
+
+def test_residual_stream_reads_the_cls_and_the_drawn_token_of_every_block():
+    from video_ats.analysis.bench_accuracy import residual_stream
+    from video_ats.models.timesformer import TimeSformer
+
+    torch.manual_seed(0)
+    model = TimeSformer(img_size=16, patch_size=8, num_classes=3, num_frames=2, embed_dim=16, depth=3,
+                        num_heads=2).eval()
+    clips = torch.randn(5, 3, 2, 16, 16)
+    index = torch.tensor([0, 7, 3, 5, 1])                                # of the 2·2·2 tokens of a clip
+    f = residual_stream(model, clips, index, batch_size=2)
+    assert f["input"].shape == (5, 16) and f["cls"].shape == f["token"].shape == (3, 5, 16)
+    with torch.no_grad():
+        ts = model._embed(clips, None)
+        assert torch.allclose(f["input"], ts.x.view(5, 8, 16)[torch.arange(5), index])
+        for b, blk in enumerate(model.blocks):
+            ts = blk(ts)
+            assert torch.allclose(f["cls"][b], ts.cls[:, 0], atol=1e-6)
+            assert torch.allclose(f["token"][b], ts.x.view(5, 8, 16)[torch.arange(5), index], atol=1e-6)
+        # the last block's CLS is what the head reads (after the final norm)
+        assert torch.allclose(model.head(model.norm(f["cls"][-1])), model(clips), atol=1e-5)
+    assert not model.blocks[0]._forward_pre_hooks and not model.blocks[0]._forward_hooks   # hooks removed
 
 
 # ---- stage cache ------------------------------------------------------------------------------------
@@ -188,7 +242,7 @@ test:
 
 
 def test_bench_accuracy_end_to_end_is_cached_and_consistent(tmp_path):
-    from video_ats.analysis.bench_accuracy import Bench, BenchSpec, render_markdown
+    from video_ats.analysis.bench_accuracy import Bench, BenchSpec, findings, render_markdown
 
     (tmp_path / "dense.yaml").write_text(TINY)
     (tmp_path / "ats.yaml").write_text("_base_: dense.yaml\nmodel:\n  ats: {blocks: [1], num_tokens: [0.5]}\n")
@@ -224,13 +278,33 @@ def test_bench_accuracy_end_to_end_is_cached_and_consistent(tmp_path):
     k02 = {p["method"]: p for p in probe["points"] if p["blocks"] == [0] and p["num_tokens"] == [0.2]}
     assert k02["topk"]["gflops_per_view"] == pytest.approx(k02["random"]["gflops_per_view"])  # both keep exactly K
     assert k02["ats"]["gflops_per_view"] <= k02["random"]["gflops_per_view"] + 1e-9          # ATS keeps K' <= K
+    evidence = r["evidence_probe"]                            # every seed's dense model, fit on train, scored on val
+    assert [e["seed"] for e in evidence] == [0, 1]
+    for e in evidence:
+        assert e["split"] == "val" and e["num_videos"] == 8 and e["num_train_videos"] == 24
+        assert [b["block"] for b in e["blocks"]] == [0, 1, 2]
+        assert all(0 <= b[k] <= 100 for b in e["blocks"] for k in ("cls_top1", "token_top1"))
+        assert 0 <= e["input_token_top1"] <= 100 and 100 / 8 <= e["chance"] <= 100
+    times = r["seconds"]
+    assert {"data", "seed0/dense", "evidence_probe_seed0", "evidence_probe_seed1", "decode_test_views",
+            "decode_val_views", "decode_train_1x1_views", "decode_val_1x1_views"} <= set(times["stages"])
+    assert times["full_run"] == pytest.approx(sum(times["stages"].values()), abs=0.2)
     md = render_markdown(r)
     assert "| dense |" in md and "Where the tokens are dropped" in md and "What the numbers say" in md
+    assert "Where the class evidence is" in md and "| after block 2 |" in md and "| after block 1 (ATS block) |" in md
+    assert any(line.startswith("Evidence probe (linear, val; seeds 0 / 1): after the first ATS block (1)")
+               for line in findings(r))
 
     logs.clear()
     again = Bench(spec, log=logs.append).run()                  # everything cached: same numbers, no work
     assert not any("training" in line or "[eval" in line for line in logs), logs
+    assert any("evidence_probe] cached" in line for line in logs), logs
     assert again["curves"] == r["curves"] and again["matched"] == r["matched"]
+    assert again["evidence_probe"] == r["evidence_probe"]
+    # the stage times stay those of the run that did the work (decoding included), not the rerun's, though
+    # the rerun decodes the test views again (the failure count and the pictures need them)
+    assert again["seconds"]["stages"] == times["stages"] and again["seconds"]["full_run"] == times["full_run"]
+    assert again["num_failed_videos"] == 0 and again["seconds"]["this_run"] > 0
 
     changed = Bench(BenchSpec(**{**spec.__dict__, "ats_scales": (0.5, 0.75)}), log=logs.append).run()
     assert [p["budget"]["scale"] for p in changed["curves"]["ats"]] != [p["budget"]["scale"] for p in r["curves"]["ats"]]

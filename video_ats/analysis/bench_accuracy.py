@@ -16,6 +16,10 @@ interpolated linearly along its curve (x = measured mean GFLOPs per view) at the
 and the Top-1 difference gets a paired bootstrap 95 % CI over the same test videos. A second training
 seed repeats dense training and the main fine-tune to show the result is stable.
 
+Two diagnostics, on the *val* split (never test): the validation probe (dropping right after block 0
+against the recipe's blocks) and the evidence probe (linear probes of each dense model's residual stream:
+where the class evidence sits, in the CLS or spread into every patch token, block by block).
+
 Caching: each stage's folder holds ``stage.json`` with a key (a hash of everything the stage depends
 on). A rerun skips stages whose key matches, resumes an interrupted training of the same key, and redoes
 a stage (and everything after it) whose inputs changed.
@@ -27,7 +31,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -65,6 +69,10 @@ class BenchSpec:
     # tokens), and at the recipe's blocks at ``probe_scale`` of its K (~50 % of dense GFLOPs)
     probe_block0_k: Tuple[float, ...] = (0.2, 0.4)
     probe_scale: float = 0.7
+    # the evidence probe: linear probes (fit on train, scored on val) of every training seed's dense model
+    # on the CLS and on ONE random patch token per clip after each block, on one view per video
+    evidence_views: Tuple[int, int] = (1, 1)
+    evidence_seed: int = 0                   # draws the probed token of each clip
     bootstrap: int = 2000
     batch_size: int = 48                     # views per forward in evaluation
     overrides: Tuple[str, ...] = ()          # key=value overrides for both training recipes
@@ -255,6 +263,93 @@ def evaluate_views(model, tv: TestViews, batch_size: int, spec) -> Dict[str, Any
 
 
 # ---------------------------------------------------------------------------------------------------
+# the evidence probe: linear probes of the residual stream
+# ---------------------------------------------------------------------------------------------------
+# How the probes are fit (part of the stage key). A mild L2 on standardized features keeps the fit
+# finite on separable features (a single CLS often separates the classes) without shrinking it.
+PROBE_FIT = {"l2": 1e-3, "max_iter": 500}
+
+
+@dataclass
+class LinearProbe:
+    """Multinomial logistic regression on features standardized with the training features' statistics."""
+    mean: torch.Tensor            # (D,)
+    std: torch.Tensor             # (D,)
+    weight: torch.Tensor          # (D, C)
+    bias: torch.Tensor            # (C,)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x.double() - self.mean) / self.std) @ self.weight + self.bias
+
+
+def fit_linear_probe(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float = PROBE_FIT["l2"],
+                     max_iter: int = PROBE_FIT["max_iter"]) -> LinearProbe:
+    """Fit a probe of (N, D) features ``x`` to labels ``y``: mean cross-entropy + ``l2``·‖W‖², full-batch
+    L-BFGS in float64 from zero weights, so the same features always give the same probe."""
+    x = x.double()
+    mean, std = x.mean(dim=0), x.std(dim=0, correction=0).clamp_min(1e-8)   # a constant feature stays 0
+    z = (x - mean) / std
+    w = torch.zeros(x.shape[1], num_classes, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=20, tolerance_grad=1e-9,
+                            tolerance_change=1e-12, line_search_fn="strong_wolfe")
+
+    def loss():
+        opt.zero_grad()
+        value = torch.nn.functional.cross_entropy(z @ w + b, y) + l2 * w.pow(2).sum()
+        value.backward()
+        return value
+
+    with torch.enable_grad():                 # callers extract features under no_grad
+        opt.step(loss)
+    return LinearProbe(mean, std, w.detach(), b.detach())
+
+
+def probe_top1(probe: LinearProbe, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Top-1 (%) of ``probe`` on features ``x`` with labels ``y``."""
+    return round(float((probe.logits(x).argmax(dim=1) == y).double().mean()) * 100, 4)
+
+
+def fit_and_score(train: Tuple[torch.Tensor, torch.Tensor], val: Tuple[torch.Tensor, torch.Tensor],
+                  num_classes: int) -> float:
+    """Val Top-1 (%) of a probe fit on the (features, labels) of ``train``."""
+    return probe_top1(fit_linear_probe(*train, num_classes, **PROBE_FIT), *val)
+
+
+def _token_of(ts, index: torch.Tensor) -> torch.Tensor:
+    """(B, D): patch token ``index[b]`` (of the T·P in (t, p) order) of each clip b of the TokenSet ``ts``."""
+    if not ts.dense:
+        raise RuntimeError("the evidence probe needs a dense forward (every token in every block)")
+    b = ts.batch_size
+    return ts.x.reshape(b, -1, ts.x.shape[-1])[torch.arange(b, device=index.device), index]
+
+
+@torch.no_grad()
+def residual_stream(model, clips: torch.Tensor, token_index: torch.Tensor, batch_size: int) -> Dict[str, torch.Tensor]:
+    """The dense TimeSformer ``model``'s residual stream on ``clips`` (V, 3, T, c, c): ``input`` (V, D) the
+    patch token ``token_index`` (V,) of each clip entering block 0 (patch + position + time embedding);
+    ``cls`` and ``token`` (depth, V, D): the CLS and that same patch token after each block (before the
+    final norm). Read with hooks on the blocks, whose first argument and output are TokenSets."""
+    grabbed: List[Any] = []
+    hooks = [model.blocks[0].register_forward_pre_hook(lambda _m, args: grabbed.append(args[0]))]
+    hooks += [blk.register_forward_hook(lambda _m, _args, out: grabbed.append(out)) for blk in model.blocks]
+    device = next(model.parameters()).device
+    cls, tok = [], []
+    try:
+        for start in range(0, clips.shape[0], batch_size):
+            grabbed.clear()
+            index = token_index[start:start + batch_size].to(device)
+            model(clips[start:start + batch_size].to(device))
+            cls.append(torch.stack([ts.cls[:, 0] for ts in grabbed[1:]]).float().cpu())
+            tok.append(torch.stack([_token_of(ts, index) for ts in grabbed]).float().cpu())
+    finally:
+        for h in hooks:
+            h.remove()
+    tok_all = torch.cat(tok, dim=1)
+    return {"input": tok_all[0], "token": tok_all[1:], "cls": torch.cat(cls, dim=1)}
+
+
+# ---------------------------------------------------------------------------------------------------
 # the pipeline
 # ---------------------------------------------------------------------------------------------------
 class Bench:
@@ -267,6 +362,7 @@ class Bench:
         self._views: Dict[str, TestViews] = {}     # decoded views per split ("test", "val")
         self._eval_spec = None           # the EvalSpec the views were cut with (set with the first)
         self._views_ready = 0.0
+        self._summary_decodes: Dict[str, float] = {}   # decodings done only for the summary (see stage_seconds)
 
     # -- data ------------------------------------------------------------------------------------------
     def data(self) -> Dict[str, str]:
@@ -311,10 +407,17 @@ class Bench:
         return ats
 
     # -- evaluation ------------------------------------------------------------------------------------
-    def _views_of(self, cfg, model, paths, split: str = "test") -> TestViews:
-        """The views of ``split``, decoded once as the first evaluated config's EvalSpec cuts them (every
-        config of the benchmark has the same data and test settings)."""
-        if split not in self._views:
+    def _views_name(self, split: str, views: Optional[Tuple[int, int]] = None) -> str:
+        """``split`` for the benchmark's views, else e.g. ``train_1x1``."""
+        views = tuple(views or self.spec.views)
+        return split if views == tuple(self.spec.views) else f"{split}_{views[0]}x{views[1]}"
+
+    def _views_of(self, cfg, model, paths, split: str = "test", views: Optional[Tuple[int, int]] = None) -> TestViews:
+        """The views of ``split`` (the benchmark's ``views`` unless given), decoded once as the first
+        evaluated config's EvalSpec cuts them (every config of the benchmark has the same data and test
+        settings)."""
+        name = self._views_name(split, views)
+        if name not in self._views:
             from ..engine.builders import read_split
             from ..engine.eval_spec import eval_spec
 
@@ -322,12 +425,13 @@ class Bench:
             records, _ = read_split(paths[f"{split}_csv"], cfg, "test")
             if self._eval_spec is None:
                 self._eval_spec = eval_spec(cfg, model, views=self.spec.views)
-            views = self._views[split] = decode_test_views(records, self._eval_spec)
-            self.log(f"[decode] {len(views.paths)} {split} videos, {views.clips.shape[0]} views, "
-                     f"{len(views.failures)} failed, in {time.time() - t0:.0f} s")
-            self.times[f"decode_{split}_views"] = round(time.time() - t0, 1)
+            cut = replace(self._eval_spec, views=tuple(views or self.spec.views))
+            decoded = self._views[name] = decode_test_views(records, cut)
+            self.log(f"[decode] {len(decoded.paths)} {split} videos, {decoded.clips.shape[0]} views, "
+                     f"{len(decoded.failures)} failed, in {time.time() - t0:.0f} s")
+            self.times[f"decode_{name}_views"] = round(time.time() - t0, 1)
             self._views_ready = time.time()
-        return self._views[split]
+        return self._views[name]
 
     def evaluate(self, cfg, ckpt: str, ckpt_key: str, paths, settings: List[Tuple[str, str, Dict[str, Any]]],
                  tag: str, split: str = "test") -> Dict[str, dict]:
@@ -382,13 +486,63 @@ class Bench:
                             "top1": r["top1"], "kept_tokens_per_view": r["kept_tokens_per_view"]}
                            for r in res.values()]}
 
+    def evidence_probe(self, cfg, ckpt: str, ckpt_key: str, paths, seed: int) -> Dict[str, Any]:
+        """Where the class evidence sits in the dense model of training seed ``seed``: linear probes, fit
+        on the train split and scored on val (never test), of the CLS and of ONE random patch token per
+        clip after every block, and of that token entering block 0 (the control: a raw token, mostly
+        background, should not carry the class). A cached stage (OUT/seed<N>/evidence_probe)."""
+        from .common import build_eval_model
+
+        s, tag = self.spec, f"seed{seed}"
+        key = stage_key("evidence_probe", ckpt_key, self.data_key, s.evidence_views, s.evidence_seed, PROBE_FIT)
+        stage = Stage(os.path.join(self.out, tag, "evidence_probe"), key, f"{tag}/evidence_probe", self.log)
+        info = stage.load()
+        if info is None:
+            model = build_eval_model(dict(cfg, model=dict(cfg["model"], ats=None, pretrained=None)), ckpt,
+                                     need_ats=False, what="bench-accuracy")
+            splits = {split: self._views_of(cfg, model, paths, split, s.evidence_views) for split in ("train", "val")}
+            stage.begin()                         # after decoding: decoding is its own stage
+            info = stage.finish(result=self._probe_splits(model, splits, seed))
+            r = info["result"]
+            self.log(f"[{tag}/evidence_probe] val Top-1 of one random token after blocks 0..: "
+                     f"{[b['token_top1'] for b in r['blocks']]}, of the CLS: {[b['cls_top1'] for b in r['blocks']]}")
+        else:
+            self.log(f"[{tag}/evidence_probe] cached ({info['seconds']:.0f} s when it ran)")
+        self.times[f"evidence_probe_{tag}"] = info["seconds"]
+        return info["result"]
+
+    def _probe_splits(self, model, splits: Dict[str, TestViews], seed: int) -> Dict[str, Any]:
+        """The evidence probe's numbers from the decoded train and val views (see :meth:`evidence_probe`)."""
+        gen = torch.Generator().manual_seed(self.spec.evidence_seed)
+        feats, labels = {}, {}
+        for split, tv in splits.items():                     # train, then val: a fixed draw per split
+            t, c = tv.clips.shape[2], tv.clips.shape[-1] // model.patch_size
+            index = torch.randint(0, t * c * c, (tv.clips.shape[0],), generator=gen)   # uniform over T·H·W
+            feats[split] = residual_stream(model, tv.clips, index, self.spec.batch_size)
+            labels[split] = tv.labels[tv.video]              # one sample per view
+        n_cls = int(model.num_classes)
+
+        def top1(part: str, block: Optional[int] = None) -> float:
+            pick = (lambda f: f[part]) if block is None else (lambda f: f[part][block])
+            return fit_and_score((pick(feats["train"]), labels["train"]), (pick(feats["val"]), labels["val"]), n_cls)
+
+        y_val = labels["val"]
+        return {"seed": seed, "split": "val", "num_videos": int(splits["val"].labels.numel()),
+                "num_train_videos": int(splits["train"].labels.numel()),
+                "views": f"{self.spec.evidence_views[0]}x{self.spec.evidence_views[1]}",
+                "blocks": [{"block": b, "cls_top1": top1("cls", b), "token_top1": top1("token", b)}
+                           for b in range(len(model.blocks))],
+                "input_token_top1": top1("input"),
+                # the best constant guess: the val share of its most frequent class
+                "chance": round(float(torch.bincount(y_val).max()) / y_val.numel() * 100, 4)}
+
     # -- everything ------------------------------------------------------------------------------------
     def run(self) -> Dict[str, Any]:
         t_all = time.time()
         spec = self.spec
         paths = self.data()
         base = self.base_ats()
-        seed_runs, main = [], None
+        seed_runs, evidence, main = [], [], None
         for i, seed in enumerate(spec.seeds):
             tag = f"seed{seed}"
             dense_cfg = self._train_cfg(spec.recipe, paths, seed, [])
@@ -413,6 +567,7 @@ class Bench:
                             _scaled_ats(base, spec.probe_scale, selection="random"))]
             settings += [c for c in seed_checks if c[0] not in {pid for pid, _, _ in settings}]
             results = self.evaluate(dense_cfg, dense_ckpt, dense_key, paths, settings, tag)
+            evidence.append(self.evidence_probe(dense_cfg, dense_ckpt, dense_key, paths, seed))
             for s, (ats, ckpt, key) in finetuned.items():
                 ft_cfg = dict(dense_cfg, model=dict(dense_cfg["model"], ats=ats))
                 results.update(self.evaluate(ft_cfg, ckpt, key, paths, [(f"ats_finetuned_x{s:g}", "ats", ats)], tag))
@@ -429,13 +584,52 @@ class Bench:
             if i == 0:
                 main = (dense_cfg, dense_ckpt, finetuned, results)
                 probe = self.probe(dense_cfg, dense_ckpt, dense_key, paths, base, tag)
+        self._ensure_test_views(main, paths)
         result = self.summarize(main, seed_runs, base, paths)
         result["val_probe"] = probe
-        result["seconds"] = {"total_this_run": round(time.time() - t_all, 1), "stages": self.times}
-        atomic_write_json(os.path.join(self.out, "accuracy_benchmark.json"), result, "results", indent=1,
-                          make_parent=True)
+        result["evidence_probe"] = evidence
+        results_file = os.path.join(self.out, "accuracy_benchmark.json")
+        result["seconds"] = self.stage_seconds(time.time() - t_all, _read_json(results_file))
+        atomic_write_json(results_file, result, "results", indent=1, make_parent=True)
         self.pictures(main, result, paths)
         return result
+
+    def _ensure_test_views(self, main, paths) -> None:
+        """Decode the test views when every evaluation was cached: the failure count needs them (and the
+        pictures decode them anyway)."""
+        if "test" in self._views:
+            return
+        from .common import build_eval_model
+
+        dense_cfg, dense_ckpt = main[0], main[1]
+        model = build_eval_model(dict(dense_cfg, model=dict(dense_cfg["model"], ats=None, pretrained=None)),
+                                 dense_ckpt, need_ats=False, what="bench-accuracy")
+        self._views_of(dense_cfg, model, paths, "test")
+        # decoded for the summary, not for an evaluation: a full run's decoding time is the one it took then
+        self._summary_decodes["decode_test_views"] = self.times.pop("decode_test_views")
+
+    def stage_seconds(self, this_run: float, previous: Optional[dict]) -> Dict[str, Any]:
+        """Each stage's seconds *when it ran*: cached stages keep theirs. Decoding views is not cached: a
+        rerun whose evaluations are all cached does not decode (or only for the summary), so a decoding
+        this run skipped keeps its time from the ``previous`` results (same data: a data change reruns
+        every evaluation), else the time this run took to decode it for the summary. Their sum is what
+        a full run from scratch takes; ``this_run`` is this run's wall time (a cached rerun: mostly
+        loading)."""
+        stages = dict(self.times)
+        ran_before = ((previous or {}).get("seconds") or {}).get("stages") or {}
+        for name in self._decoded_views():
+            if name not in stages and (name in ran_before or name in self._summary_decodes):
+                stages[name] = ran_before.get(name, self._summary_decodes.get(name))
+        return {"stages": stages, "full_run": round(sum(stages.values()), 1), "this_run": round(this_run, 1),
+                "note": "stages: seconds each stage took when it ran (a rerun reuses cached stages); full_run: "
+                        "their sum, a run from scratch; this_run: the wall time of the run that wrote this file"}
+
+    def _decoded_views(self) -> List[str]:
+        """The stage names of every decoding a full run does (the test and val views of the evaluations
+        and the val probe, the train and val views of the evidence probe)."""
+        e = self.spec.evidence_views
+        names = [self._views_name("test"), self._views_name("val"), self._views_name("train", e), self._views_name("val", e)]
+        return [f"decode_{n}_views" for n in dict.fromkeys(names)]
 
     def pictures(self, main, result: Dict[str, Any], paths) -> List[str]:
         """OUT/bench_*.png: the accuracy-vs-GFLOPs curves; for the main fine-tuned ATS model the kept
@@ -516,7 +710,7 @@ class Bench:
             "tome_blocks": list(self.spec.tome_blocks),
             "views": f"{self.spec.views[0]}x{self.spec.views[1]}", "combine": dense_cfg["test"]["combine"],
             "num_val_videos": len(dense["correct"]),      # the evaluated *test* videos (the issue's field name)
-            "num_failed_videos": len(self._views["test"].failures) if "test" in self._views else None,   # None: all evaluations cached
+            "num_failed_videos": len(self._views["test"].failures),
             "dense": {"top1": dense["top1"], "top5": dense["top5"], "gflops_per_view": dense["gflops_per_view"]},
             "curves": {m: [{k: v for k, v in p.items() if k != "id"} for p in pts] for m, pts in curves.items()},
             "matched": matched,
@@ -629,6 +823,7 @@ def render_markdown(r: Dict[str, Any], image_dir: str = "docs/images") -> str:
         for p in probe["points"]:
             lines.append(f"| {METHOD_NAMES[p['method']]} | {p['blocks']} | {', '.join(f'{k:g}' for k in p['num_tokens'])} "
                          f"| {p['gflops_per_view']:.4f} | {100 * (p['gflops_per_view'] / g_val - 1):+.0f} % | {p['top1']:.1f} |")
+    lines += _evidence_table(r)
     lines += ["", "**Training seeds** (same data, same recipes):", "",
               "| seed | dense Top-1 | fine-tuned ATS Top-1 (GFLOPs/view) | ATS off the shelf, same K | "
               "random dropping |", "|---:|---:|---:|---:|---:|"]
@@ -639,14 +834,39 @@ def render_markdown(r: Dict[str, Any], image_dir: str = "docs/images") -> str:
                      f"({s['ats_finetuned_gflops_per_view']:.4f}) | {extra} |")
     st = r.get("seconds", {}).get("stages", {})
     if st:
-        total = r["seconds"].get("total_this_run")
-        lines += ["", "Stage times of the run that wrote these numbers (s): " +
+        total = r["seconds"].get("full_run", r["seconds"].get("total_this_run"))   # older files: the run's wall time
+        lines += ["", "Stage times, each as long as it took when it ran (s): " +
                   ", ".join(f"{k} {v:.0f}" for k, v in st.items()) +
-                  (f"; the whole run: {total:.0f} s ({total / 60:.0f} min)" if total else "") + "."]
+                  (f"; a full run from scratch: {total:.0f} s ({total / 60:.0f} min)" if total else "") + "."]
     lines += ["", f"![Top-1 vs GFLOPs per view]({image_dir}/bench_accuracy_vs_gflops.png)",
               f"![kept tokens, fine-tuned ATS]({image_dir}/bench_kept_tokens_overlay.png)",
               f"![kept-token histograms, fine-tuned ATS]({image_dir}/bench_kept_tokens_hist.png)"]
     return "\n".join(lines) + "\n"
+
+
+def _evidence_table(r: Dict[str, Any]) -> List[str]:
+    """The evidence probe (if any) as rows = residual stream position, columns = seed × {CLS, one token}."""
+    ev = r.get("evidence_probe")
+    if not ev:
+        return []
+    ats_blocks = set(r.get("ats_blocks", []))
+    lines = ["", f"**Where the class evidence is** (evidence probe: linear probes of each dense model's residual "
+             f"stream, fit on the {ev[0]['num_train_videos']} train videos, Top-1 on the {ev[0]['num_videos']} "
+             f"*val* videos, one centre view each). One patch token drawn at random (mostly background: the "
+             f"targets are small) that predicts the class means the evidence has spread into every token, so "
+             f"random dropping keeps it; the CLS leaving an ATS block has read every token that entered it "
+             f"(tokens are dropped as queries, not keys).", "",
+             "| residual stream | " + " | ".join(f"seed {e['seed']}: CLS | seed {e['seed']}: one random token"
+                                                for e in ev) + " |",
+             "|---|" + "---:|---:|" * len(ev),
+             "| entering block 0 (embeddings) | " + " | ".join(f"– | {e['input_token_top1']:.1f}" for e in ev) + " |"]
+    for i, blk in enumerate(ev[0]["blocks"]):
+        b = blk["block"]
+        where = f"after block {b}" + (" (ATS block)" if b in ats_blocks else "")
+        lines.append(f"| {where} | " + " | ".join(f"{e['blocks'][i]['cls_top1']:.1f} | {e['blocks'][i]['token_top1']:.1f}"
+                                                  for e in ev) + " |")
+    lines += ["", f"Chance (the most frequent val class): {ev[0]['chance']:.1f} %."]
+    return lines
 
 
 def findings(r: Dict[str, Any]) -> List[str]:
@@ -675,6 +895,15 @@ def findings(r: Dict[str, Any]) -> List[str]:
         out.append("Across training seeds " + "; ".join(
             f"seed {s['seed']}: dense {s['dense_top1']:.1f}, fine-tuned ATS {s['ats_finetuned_top1']:.1f}, ATS off the "
             f"shelf {s['ats_top1']:.1f}, random {s['random_top1']:.1f}" for s in seeds) + ".")
+    ev, blocks = r.get("evidence_probe"), r.get("ats_blocks")
+    if ev and blocks:                     # the first ATS block: its CLS read every token, its tokens are what is kept
+        first = min(blocks)
+        at = [e["blocks"][first] for e in ev]
+        seeds_txt = " / ".join(str(e["seed"]) for e in ev)
+        out.append(f"Evidence probe (linear, val; seeds {seeds_txt}): after the first ATS block ({first}) the CLS gives "
+                   + " / ".join(f"{b['cls_top1']:.1f}" for b in at) + " % Top-1 and one random patch token "
+                   + " / ".join(f"{b['token_top1']:.1f}" for b in at) + " % (one token entering block 0: "
+                   + " / ".join(f"{e['input_token_top1']:.1f}" for e in ev) + f" %, chance {ev[0]['chance']:.1f} %).")
     return out
 
 
