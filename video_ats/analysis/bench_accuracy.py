@@ -852,10 +852,10 @@ def _evidence_table(r: Dict[str, Any]) -> List[str]:
     ats_blocks = set(r.get("ats_blocks", []))
     lines = ["", f"**Where the class evidence is** (evidence probe: linear probes of each dense model's residual "
              f"stream, fit on the {ev[0]['num_train_videos']} train videos, Top-1 on the {ev[0]['num_videos']} "
-             f"*val* videos, one centre view each). One patch token drawn at random (mostly background: the "
-             f"targets are small) that predicts the class means the evidence has spread into every token, so "
-             f"random dropping keeps it; the CLS leaving an ATS block has read every token that entered it "
-             f"(tokens are dropped as queries, not keys).", "",
+             f"*val* videos, one centre view each). A patch token drawn at random (mostly background: the "
+             f"targets are small) that predicts the class would mean the evidence had spread into every token; "
+             f"the CLS leaving an ATS block has read every token that entered it (tokens are dropped as queries, "
+             f"not keys), so its column is the evidence gathered before the first token goes.", "",
              "| residual stream | " + " | ".join(f"seed {e['seed']}: CLS | seed {e['seed']}: one random token"
                                                 for e in ev) + " |",
              "|---|" + "---:|---:|" * len(ev),
