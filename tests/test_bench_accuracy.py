@@ -285,12 +285,24 @@ def test_bench_accuracy_end_to_end_is_cached_and_consistent(tmp_path):
         assert [b["block"] for b in e["blocks"]] == [0, 1, 2]
         assert all(0 <= b[k] <= 100 for b in e["blocks"] for k in ("cls_top1", "token_top1"))
         assert 0 <= e["input_token_top1"] <= 100 and 100 / 8 <= e["chance"] <= 100
+    area = r["by_target_area"]                                # where each method loses: by the targets' size
+    assert [sd["seed"] for sd in area["seeds"]] == [0, 1] and sum(area["videos"]) == 8
+    assert area["edges"] == sorted(area["edges"]) and area["edges"][0] > 0
+    for sd in area["seeds"]:
+        rows = {row["id"]: row for row in sd["rows"]}
+        assert {"dense", "ats_finetuned_x1", "ats_x1", "random_x0.7"} <= set(rows)
+        for row in rows.values():                             # the quartiles average back to the overall Top-1
+            per = [v for v in row["top1_by_quartile"] if v is not None]
+            assert all(0 <= v <= 100 for v in per)
+            weighted = sum(v * n for v, n in zip(row["top1_by_quartile"], area["videos"]) if v is not None) / 8
+            assert weighted == pytest.approx(row["top1"], abs=0.05)
     times = r["seconds"]
     assert {"data", "seed0/dense", "evidence_probe_seed0", "evidence_probe_seed1", "decode_test_views",
             "decode_val_views", "decode_train_1x1_views", "decode_val_1x1_views"} <= set(times["stages"])
     assert times["full_run"] == pytest.approx(sum(times["stages"].values()), abs=0.2)
     md = render_markdown(r)
     assert "| dense |" in md and "Where the tokens are dropped" in md and "What the numbers say" in md
+    assert "Top-1 by target size" in md and "| 1 | random dropping (0.7× K) |" in md
     assert "Where the class evidence is" in md and "| after block 2 |" in md and "| after block 1 (ATS block) |" in md
     assert any(line.startswith("Evidence probe (linear, val; seeds 0 / 1): after the first ATS block (1)")
                for line in findings(r))
@@ -326,3 +338,16 @@ def test_findings_are_computed_from_the_results():
     assert lines[0].startswith("Fine-tuned ATS at 50 % fewer GFLOPs: -0.3")
     assert "-1.0 to +2.0 points over 2 budgets (1 significantly better than ATS, 0 worse)" in lines[1]
     assert lines[2].startswith("Random dropping at 50 % of dense GFLOPs: -30.0 points")   # 60 at 0.5, dense 90
+
+
+def test_top1_by_quantile_splits_videos_into_equal_bins():
+    from video_ats.analysis.bench_accuracy import top1_by_quantile
+
+    value = [float(v) for v in range(100)]                    # 25 videos per quartile
+    right_on_large = [int(v >= 50) for v in range(100)]       # right exactly on the upper half
+    out = top1_by_quantile({"a": right_on_large, "all": [1] * 100}, value)
+    assert out["videos"] == [25, 25, 25, 25]
+    assert out["top1"]["a"] == [0.0, 0.0, 100.0, 100.0] and out["top1"]["all"] == [100.0] * 4
+    assert out["edges"][0] == 0.0 and out["edges"][-1] == 99.0
+    with pytest.raises(ValueError):
+        top1_by_quantile({"short": [1] * 99}, value)

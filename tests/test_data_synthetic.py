@@ -111,3 +111,25 @@ def test_tools_wrapper(tmp_path):
     r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "make_synthetic.py"),
                         "--out", str(tmp_path / "w"), "--size", "12x"], capture_output=True, text=True)
     assert r.returncode == 2 and "--size must be WIDTHxHEIGHT" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_scene_target_sizes_are_the_rendered_targets(tmp_path):
+    """The replayed target half-sizes are those of the videos written: with one target, no distractor and a
+    flat background, the target's pixel count in frame 0 grows with the replayed half-size."""
+    from video_ats.data.synthetic import scene_target_sizes
+
+    kw = dict(scene="kinetics", evidence="colour", classes=2, videos_per_class=8, size=(96, 96), seconds=0.5,
+              fps=8, val_fraction=0.25, test_fraction=0.25, object_scale=(0.05, 0.3), texture_contrast=0.0,
+              max_targets=1, max_distractors=0, pan_speed=0.0)
+    paths = make_synthetic(str(tmp_path / "d"), seed=3, workers=1, **kw)
+    sizes = scene_target_sizes(paths["train_csv"], seed=3, **kw)
+    rows = list(csv.DictReader(open(paths["train_csv"])))
+    assert set(sizes) == {r["youtube_id"] for r in rows} and all(len(v) == 1 for v in sizes.values())
+    half, area = [], []
+    for rel in (line.split()[0] for line in open(paths["train_list"])):
+        frame = decode_frames(os.path.join(paths["root"], rel), [0])[0].numpy().astype(int)
+        yid = os.path.basename(rel)[:11]
+        half.append(sizes[yid][0])
+        area.append(int((frame[..., 0] > 180).sum()))          # warm targets on a background below 130
+    rank = lambda v: np.argsort(np.argsort(v))                  # noqa: E731
+    assert np.corrcoef(rank(half), rank(area))[0, 1] > 0.8

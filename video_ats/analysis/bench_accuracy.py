@@ -207,6 +207,23 @@ def matched_comparisons(curves: Dict[str, List[dict]], correct: Dict[str, torch.
     return out
 
 
+def top1_by_quantile(correct: Dict[str, Sequence[int]], value: Sequence[float], bins: int = 4) -> Dict[str, Any]:
+    """Top-1 of each result in ``correct`` (per-video 0/1, in the order of ``value``) within each of ``bins``
+    equal-count bins of ``value`` (smallest first): where a method loses, not only how much."""
+    v = torch.tensor(value, dtype=torch.float64)
+    edges = torch.quantile(v, torch.linspace(0, 1, bins + 1, dtype=torch.float64))
+    which = torch.bucketize(v, edges[1:-1], right=True)                   # bin 0 .. bins-1
+    out = {"edges": [round(float(e), 2) for e in edges], "videos": torch.bincount(which, minlength=bins).tolist(),
+           "top1": {}}
+    for pid, c in correct.items():
+        c = torch.tensor(c, dtype=torch.float64)
+        if c.numel() != v.numel():
+            raise ValueError(f"{pid}: {c.numel()} results for {v.numel()} videos")
+        out["top1"][pid] = [round(100 * float(c[which == b].mean()), 2) if (which == b).any() else None
+                            for b in range(bins)]
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------
 # evaluation on decoded views
 # ---------------------------------------------------------------------------------------------------
@@ -542,7 +559,7 @@ class Bench:
         spec = self.spec
         paths = self.data()
         base = self.base_ats()
-        seed_runs, evidence, main = [], [], None
+        seed_runs, evidence, by_area, main = [], [], [], None
         for i, seed in enumerate(spec.seeds):
             tag = f"seed{seed}"
             dense_cfg = self._train_cfg(spec.recipe, paths, seed, [])
@@ -581,6 +598,7 @@ class Bench:
                               "ats_gflops_per_view": results[ats_pid]["gflops_per_view"],
                               "random_top1": results[random_pid]["top1"],
                               "random_gflops_per_view": results[random_pid]["gflops_per_view"]})
+            by_area.append((seed, {pid: results[pid] for pid in self._area_ids() if pid in results}))
             if i == 0:
                 main = (dense_cfg, dense_ckpt, finetuned, results)
                 probe = self.probe(dense_cfg, dense_ckpt, dense_key, paths, base, tag)
@@ -588,11 +606,41 @@ class Bench:
         result = self.summarize(main, seed_runs, base, paths)
         result["val_probe"] = probe
         result["evidence_probe"] = evidence
+        result["by_target_area"] = self.by_target_area(main[0], paths, by_area)
         results_file = os.path.join(self.out, "accuracy_benchmark.json")
         result["seconds"] = self.stage_seconds(time.time() - t_all, _read_json(results_file))
         atomic_write_json(results_file, result, "results", indent=1, make_parent=True)
         self.pictures(main, result, paths)
         return result
+
+    def _area_ids(self) -> List[str]:
+        """The results split by target area: every seed's dense, fine-tuned and off-the-shelf ATS and random
+        dropping at the seed table's budgets, and (seed 0) top-K there and random dropping at lower budgets."""
+        sp = self.spec
+        lower = [s for s in sorted(sp.baseline_scales, reverse=True) if s < sp.probe_scale][:2]
+        return (["dense", f"ats_finetuned_x{sp.main_finetune_scale:g}", f"ats_x{sp.main_finetune_scale:g}",
+                 f"topk_x{sp.probe_scale:g}"] + [f"random_x{s:g}" for s in [sp.probe_scale] + lower])
+
+    def by_target_area(self, cfg, paths, by_seed) -> Dict[str, Any]:
+        """Top-1 per quartile of the test videos' target area: the targets' Σ (2·half-size)² in patches of the
+        model's view (the generator's draws replayed, see ``scene_target_sizes``)."""
+        from ..data.synthetic import PRESETS, scene_target_sizes
+
+        preset = dict(PRESETS["kinetics"], **dict(self.spec.data_overrides))    # what data() generated
+        sizes = scene_target_sizes(paths["test_csv"], seed=self.spec.data_seed, **preset)
+        kw = cfg["model"]["kwargs"]
+        per_px = kw["img_size"] / min(preset["size"]) / kw["patch_size"]   # generated px -> patches of the view
+        area = [sum((2 * r * per_px) ** 2 for r in sizes[os.path.basename(path)[:11]])
+                for path in self._views["test"].paths]
+        out = {"quantity": "target patches per frame (sum of (2 x half-size)^2 at the model's view)", "seeds": []}
+        for seed, res in by_seed:
+            strat = top1_by_quantile({pid: r["correct"] for pid, r in res.items()}, area)
+            out.update(edges=strat["edges"], videos=strat["videos"])
+            out["seeds"].append({"seed": seed, "rows": [
+                {"id": pid, "method": "ats_finetuned" if pid.startswith("ats_finetuned") else r.get("method", "dense"),
+                 "gflops_per_view": r["gflops_per_view"], "top1": r["top1"], "top1_by_quartile": strat["top1"][pid]}
+                for pid, r in res.items()]})
+        return out
 
     def _ensure_test_views(self, main, paths) -> None:
         """Decode the test views when every evaluation was cached: the failure count needs them (and the
@@ -824,6 +872,7 @@ def render_markdown(r: Dict[str, Any], image_dir: str = "docs/images") -> str:
             lines.append(f"| {METHOD_NAMES[p['method']]} | {p['blocks']} | {', '.join(f'{k:g}' for k in p['num_tokens'])} "
                          f"| {p['gflops_per_view']:.4f} | {100 * (p['gflops_per_view'] / g_val - 1):+.0f} % | {p['top1']:.1f} |")
     lines += _evidence_table(r)
+    lines += _area_table(r)
     lines += ["", "**Training seeds** (same data, same recipes):", "",
               "| seed | dense Top-1 | fine-tuned ATS Top-1 (GFLOPs/view) | ATS off the shelf, same K | "
               "random dropping |", "|---:|---:|---:|---:|---:|"]
@@ -866,6 +915,27 @@ def _evidence_table(r: Dict[str, Any]) -> List[str]:
         lines.append(f"| {where} | " + " | ".join(f"{e['blocks'][i]['cls_top1']:.1f} | {e['blocks'][i]['token_top1']:.1f}"
                                                   for e in ev) + " |")
     lines += ["", f"Chance (the most frequent val class): {ev[0]['chance']:.1f} %."]
+    return lines
+
+
+def _area_table(r: Dict[str, Any]) -> List[str]:
+    """Top-1 per quartile of target area (if any): rows = seed x result, columns = quartiles, smallest first."""
+    a = r.get("by_target_area")
+    if not a:
+        return []
+    e = a["edges"]
+    quart = [f"{e[i]:.1f}–{e[i + 1]:.1f}" for i in range(len(e) - 1)]
+    g0 = r["dense"]["gflops_per_view"]
+    lines = ["", f"**Where the methods lose: Top-1 by target size** ({a['videos'][0]} test videos per quartile of the "
+             f"targets' area, in patches per frame of the model's view; 1×3 views):", "",
+             "| seed | result | GFLOPs/view | vs dense | " + " | ".join(quart) + " |",
+             "|---:|---|---:|---:|" + "---:|" * len(quart)]
+    for sd in a["seeds"]:
+        for row in sd["rows"]:
+            name = "dense" if row["id"] == "dense" else f"{METHOD_NAMES[row['method']]} ({row['id'].rsplit('_x', 1)[-1]}× K)"
+            cells = " | ".join("–" if v is None else f"{v:.1f}" for v in row["top1_by_quartile"])
+            lines.append(f"| {sd['seed']} | {name} | {row['gflops_per_view']:.4f} | "
+                         f"{100 * (row['gflops_per_view'] / g0 - 1):+.0f} % | {cells} |")
     return lines
 
 

@@ -188,23 +188,13 @@ def _trajectory(motion: str, t, rng: np.random.Generator, W: int, H: int, r0: fl
     return cx, cy, r
 
 
-def iter_scene_chunks(label: str, width: int, height: int, num_frames: int, seed, chunk: int = 32,
-                      object_scale: Tuple[float, float] = (0.05, 0.2), texture_contrast: float = 30.0,
-                      max_targets: int = 3, max_distractors: int = 3, pan_speed: float = 1.5):
-    """Yield uint8 (t, H, W, 3) chunks of a scene: 1..``max_targets`` warm-coloured targets of random
-    shapes and sizes, 0..``max_distractors`` cool-coloured distractors, over a textured background
-    panning at up to ``pan_speed`` px/frame. ``label`` is what the targets do:
-
-    * a motion (``"right"``, ``"grow"``, ...): every target does it; distractors do random motions;
-    * a colour change ``"red>yellow"`` (see ``COLOUR_CHANGES``): every target turns from the first warm
-      colour to the second at a random moment of the middle of the clip while doing a random motion;
-      distractors change between cool colours. Either way a time-reversed clip is another class.
-
-    The share of the frame that holds the class evidence varies from clip to clip (object count and
-    size), so the number of informative tokens does too. Deterministic for ``seed``.
-    """
+def _scene_layout(label: str, width: int, height: int, seed, object_scale, texture_contrast: float,
+                  max_targets: int, max_distractors: int, pan_speed: float):
+    """The random draws of a scene, in the order :func:`iter_scene_chunks` makes them: the generator (to
+    draw on with), the background texture, the pan (px/frame), the objects (targets first) and how many
+    of them are targets."""
     rng = np.random.default_rng(seed)
-    T, H, W = num_frames, height, width
+    H, W = height, width
     S = min(H, W)
     tex = _texture(rng, H, W, texture_contrast)
     pan = rng.uniform(-1, 1, size=2)
@@ -221,7 +211,8 @@ def iter_scene_chunks(label: str, width: int, height: int, num_frames: int, seed
 
     change = COLOUR_CHANGES.get(label)
     objects = []                                        # (shape, motion, (colour 0, colour 1, switch), half-size)
-    for _ in range(int(rng.integers(1, max_targets + 1))):
+    num_targets = int(rng.integers(1, max_targets + 1))
+    for _ in range(num_targets):
         if change is None:
             c = _WARM[rng.integers(len(_WARM))]
             objects.append((SHAPES[rng.integers(len(SHAPES))], label, (c, c, 1.0), S * rng.uniform(*object_scale)))
@@ -231,6 +222,27 @@ def iter_scene_chunks(label: str, width: int, height: int, num_frames: int, seed
     for _ in range(int(rng.integers(0, max_distractors + 1))):
         c = colours(_COOL) if change is not None else (lambda k: (k, k, 1.0))(_COOL[rng.integers(len(_COOL))])
         objects.append((SHAPES[rng.integers(len(SHAPES))], random_motion(), c, S * rng.uniform(*object_scale)))
+    return rng, tex, pan, objects, num_targets
+
+
+def iter_scene_chunks(label: str, width: int, height: int, num_frames: int, seed, chunk: int = 32,
+                      object_scale: Tuple[float, float] = (0.05, 0.2), texture_contrast: float = 30.0,
+                      max_targets: int = 3, max_distractors: int = 3, pan_speed: float = 1.5):
+    """Yield uint8 (t, H, W, 3) chunks of a scene: 1..``max_targets`` warm-coloured targets of random
+    shapes and sizes, 0..``max_distractors`` cool-coloured distractors, over a textured background
+    panning at up to ``pan_speed`` px/frame. ``label`` is what the targets do:
+
+    * a motion (``"right"``, ``"grow"``, ...): every target does it; distractors do random motions;
+    * a colour change ``"red>yellow"`` (see ``COLOUR_CHANGES``): every target turns from the first warm
+      colour to the second at a random moment of the middle of the clip while doing a random motion;
+      distractors change between cool colours. Either way a time-reversed clip is another class.
+
+    The share of the frame that holds the class evidence varies from clip to clip (object count and
+    size), so the number of informative tokens does too. Deterministic for ``seed``.
+    """
+    T, H, W = num_frames, height, width
+    rng, tex, pan, objects, _ = _scene_layout(label, width, height, seed, object_scale, texture_contrast,
+                                              max_targets, max_distractors, pan_speed)
     order = rng.permutation(len(objects))               # who is drawn on top
     paths = [np.random.default_rng(rng.integers(2**63)) for _ in objects]
     t_all = (np.arange(T, dtype=np.float32) / max(T - 1, 1))[:, None, None]
@@ -357,6 +369,41 @@ PRESETS = {
 EVIDENCE = ("motion", "colour", "colour_pair")
 
 
+def scene_labels(evidence: str) -> Tuple[str, ...]:
+    """The kinetics scene's labels for ``evidence``; class k of ``make_synthetic`` is the k-th."""
+    return {"motion": SCENE_MOTIONS, "colour": tuple(COLOUR_CHANGES), "colour_pair": tuple(COLOUR_CHANGES)[::2]}[evidence]
+
+
+def scene_target_sizes(csv_path: str, seed: int = 0, **preset) -> Dict[str, List[float]]:
+    """youtube_id -> half-sizes (px, in the generated frames) of the targets of each video of a kinetics-scene
+    CSV written by ``make_synthetic(seed=seed, **preset)``: the generator's draws replayed from each video's
+    seed, nothing decoded. For analyses of where a method loses (small or few targets)."""
+    import inspect
+
+    p = {k: v.default for k, v in inspect.signature(make_synthetic).parameters.items() if k != "out_dir"}
+    p.update(preset)
+    if p["scene"] != "kinetics":
+        raise UserError(f"target sizes exist for the kinetics scene only, got scene {p['scene']!r}")
+    with open(csv_path, newline="") as f:
+        wanted: Dict[str, set] = {}
+        for row in csv.DictReader(f):
+            wanted.setdefault(row["label"], set()).add(row["youtube_id"])
+    w, h = (int(v) for v in p["size"])
+    style = dict(object_scale=tuple(p["object_scale"]), texture_contrast=float(p["texture_contrast"]),
+                 max_targets=int(p["max_targets"]), max_distractors=int(p["max_distractors"]),
+                 pan_speed=float(p["pan_speed"]))
+    out: Dict[str, List[float]] = {}
+    for k, label in enumerate(scene_labels(p["evidence"])[: p["classes"]]):
+        ids = wanted.get(scene_class_name(label), set())
+        for j in range(p["videos_per_class"] if ids else 0):
+            ss = np.random.SeedSequence([int(seed), k, j])                 # as make_synthetic draws them
+            yid = _youtube_like_id(np.random.default_rng(ss))
+            if yid in ids:
+                _, _, _, objects, n = _scene_layout(label, w, h, ss.spawn(1)[0], **style)
+                out[yid] = [float(o[3]) for o in objects[:n]]
+    return out
+
+
 def scene_class_name(label: str) -> str:
     if label in COLOUR_CHANGES:
         before, after = label.split(">")
@@ -428,8 +475,7 @@ def make_synthetic(
     if scene == "kinetics":
         if evidence not in EVIDENCE:
             raise UserError(f"unknown scene evidence {evidence!r}; use one of {EVIDENCE}")
-        labels = {"motion": SCENE_MOTIONS, "colour": tuple(COLOUR_CHANGES),
-                  "colour_pair": tuple(COLOUR_CHANGES)[::2]}[evidence]
+        labels = scene_labels(evidence)
         if not 1 <= classes <= len(labels):
             raise UserError(f"the kinetics scene with evidence {evidence!r} has at most {len(labels)} classes, "
                             f"got {classes}")
