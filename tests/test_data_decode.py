@@ -169,7 +169,10 @@ def test_scattered_indices_are_exact_in_every_container(tmp_path, name, codec, f
     is counted, whichever backend reads the container (decord returned wrong frames without an error for
     .mpg and .ts, and the .mpg header's frame count was short)."""
     path = str(tmp_path / name)
-    src = _write_blocky(path, codec, fmt, pix_fmt)
+    try:
+        src = _write_blocky(path, codec, fmt, pix_fmt)
+    except av.error.FFmpegError as exc:     # libvpx once refused to open (EINVAL) in a loaded parallel run
+        pytest.skip(f"the {codec} encoder could not write the test file here: {exc}")
     indices = [50, 3, 29, 59, 12, 44]
     with dec.VideoReader(path) as r:
         assert r.info.num_frames == len(src)
