@@ -44,10 +44,11 @@ import av
 
 SizeArg = Union[None, int, Tuple[int, int]]
 
-# Containers decord seeks wrongly in: MPEG program and transport streams (.mpg/.vob, .ts/.m2ts/.mts) have
-# no frame index (their frame count is a guess from the bitrate until the packets are counted), and decord's get_batch returns frames from the wrong place without an error (measured
-# with decord 0.6: MPEG-2 in .mpg gave frame ~15 for frame 29, in .ts every frame off; the same stream
-# in .mp4/.mkv was exact). PyAV decodes them in order, which is exact.
+# Containers decord seeks wrongly in: MPEG program and transport streams (.mpg/.vob, .ts/.m2ts/.mts)
+# have no frame index (their frame count is a guess from the bitrate until the packets are counted),
+# and decord's get_batch returns frames from the wrong place without an error (decord 0.6: MPEG-2 in
+# .mpg gave frame ~15 for frame 29, in .ts every frame was off; the same stream in .mp4/.mkv was
+# exact). PyAV decodes them in order, which is exact.
 DECORD_UNSEEKABLE = ("mpeg", "mpegts", "mpegvideo", "vob")
 
 # Guard against pathological containers: a file claiming more pixels per frame than this is decoded
