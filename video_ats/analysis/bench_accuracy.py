@@ -57,8 +57,9 @@ class BenchSpec:
     # K scales (of the fine-tuning recipe's K) for off-the-shelf ATS, the baselines, the fine-tunes
     ats_scales: Tuple[float, ...] = (0.3, 0.45, 0.6, 0.8, 1.0, 1.4)
     baseline_scales: Tuple[float, ...] = (0.15, 0.25, 0.35, 0.5, 0.7, 1.0)
-    finetune_scales: Tuple[float, ...] = (0.6, 1.0)
-    main_finetune_scale: float = 1.0         # the fine-tune repeated for every seed
+    # chosen on val (docs/benchmark.md): 1.4x K fine-tuned 3 epochs came closest to dense, 1x K 1.5 points short
+    finetune_scales: Tuple[float, ...] = (1.0, 1.4)
+    main_finetune_scale: float = 1.4         # the fine-tune repeated for every seed
     tome_r: Tuple[float, ...] = (0.15, 0.25, 0.35, 0.45)   # ToMe: fraction of each frame's tokens merged per block
     # ToMe merges at most half of a frame's tokens per block, so at ATS's two blocks it cannot reach ATS's
     # low-GFLOPs end; it merges in every block but the last, as ToMe usually runs (a bit in each block)
@@ -78,11 +79,16 @@ class BenchSpec:
     overrides: Tuple[str, ...] = ()          # key=value overrides for both training recipes
     data_overrides: Tuple[Tuple[str, Any], ...] = ()   # (key, value) changes to the "kinetics" preset (tests)
 
+    def __post_init__(self):
+        if self.main_finetune_scale not in self.finetune_scales:
+            raise UserError(f"the main fine-tune scale {self.main_finetune_scale:g} must be one of the fine-tune "
+                            f"scales {list(self.finetune_scales)}")
+
     def data_dir(self) -> str:
         if self.data:
             return self.data
         cache = os.environ.get("VIDEO_ATS_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "video-ats"))
-        return os.path.join(cache, f"synthetic-kinetics-v3-seed{self.data_seed}")
+        return os.path.join(cache, f"synthetic-kinetics-v4-seed{self.data_seed}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -943,8 +949,12 @@ def findings(r: Dict[str, Any]) -> List[str]:
     """Plain-language lines for the README, each computed from the results (no number typed by hand)."""
     out = []
     d = r["dense"]
-    best_ft = max(r["vs_dense"], key=lambda c: c["gflops_reduction"] if c["method"] == "ats_finetuned" else -1)
-    if best_ft["method"] == "ats_finetuned":
+    # the fine-tune nearest the goal: the most accurate at >= 45 % fewer GFLOPs, else the cheapest
+    fts = [c for c in r["vs_dense"] if c["method"] == "ats_finetuned"]
+    goal = [c for c in fts if c["gflops_reduction"] >= 0.45]
+    best_ft = (max(goal, key=lambda c: c["top1_diff_vs_dense"]) if goal else
+               max(fts, key=lambda c: c["gflops_reduction"]) if fts else None)
+    if best_ft is not None:
         out.append(f"Fine-tuned ATS at {100 * best_ft['gflops_reduction']:.0f} % fewer GFLOPs: "
                    f"{best_ft['top1_diff_vs_dense']:+.1f} Top-1 points against dense, 95 % CI "
                    f"{_ci(best_ft['ci95'])} (the goal: within 0.5 point at >= 45 % fewer).")
@@ -957,10 +967,14 @@ def findings(r: Dict[str, Any]) -> List[str]:
                        f"points over {len(diffs)} budgets ({sig[0]} significantly better than ATS, {sig[1]} worse).")
     half = interpolate_curve([(p["gflops_per_view"], torch.tensor(p["top1"])) for p in r["curves"]["random"]],
                              0.5 * d["gflops_per_view"])
-    if half is not None:
-        out.append(f"Random dropping at 50 % of dense GFLOPs: {float(half) - d['top1']:+.1f} points against dense "
-                   f"(the task was meant to make it lose >= 10).")
     seeds = r.get("seed_runs", [])
+    if half is not None:
+        per_seed = [f"seed {s['seed']} {s['random_top1'] - s['dense_top1']:+.1f} at "
+                    f"{100 * s['random_gflops_per_view'] / s['dense_gflops_per_view']:.0f} %"
+                    for s in seeds if "random_top1" in s]
+        out.append(f"Random dropping at 50 % of dense GFLOPs: {float(half) - d['top1']:+.1f} points against dense "
+                   f"(the task's design target: a loss of >= 10, so that which tokens are kept matters)"
+                   + (f"; every training seed: {', '.join(per_seed)}." if per_seed else "."))
     if len(seeds) > 1 and all("ats_top1" in s for s in seeds):
         out.append("Across training seeds " + "; ".join(
             f"seed {s['seed']}: dense {s['dense_top1']:.1f}, fine-tuned ATS {s['ats_finetuned_top1']:.1f}, ATS off the "
