@@ -17,7 +17,7 @@ def add_arguments(parser) -> None:
     d = BenchSpec()
     parser.add_argument("--out", default=d.out, help="run folder, stages cached inside (default %(default)s)")
     parser.add_argument("--data", default=None, help="dataset folder (default: $VIDEO_ATS_CACHE or "
-                                                      "~/.cache/video-ats, subfolder synthetic-kinetics-v4-seedN)")
+                                                      "~/.cache/video-ats, subfolder synthetic-kinetics-v5-seedN)")
     parser.add_argument("--data-seed", type=int, default=d.data_seed, help="seed of the generated videos (default %(default)s)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(d.seeds),
                         help="training seeds; the first is the main run, the others repeat dense training and the "
