@@ -367,8 +367,8 @@ SCENES = ("shapes", "kinetics")
 # split of 1,024 videos. ONE small target (half-size 6-14 % of the short side: 0.7-3.8 patches of the
 # model's 7x7 grid per frame) among 0-2 distractors, so the class evidence sits in few tokens. Whether
 # random dropping then loses depends on where the trained model gathers that evidence (docs/benchmark.md):
-# with 1-3 targets of 9-24 % (v3) or one of 8-16 % (v4) both training seeds had spread the class into most
-# tokens by the first ATS block, and random dropping at half the dense GFLOPs lost 0.2-10 points.
+# with 1-3 targets of 9-24 % (v3) or one of 8-16 % (v4) random dropping at half the dense GFLOPs lost >= 10
+# points on one of the four trained models (the others had spread the class by the first ATS block).
 # Harder variants the benchmark's small TimeSformer did not learn in its time budget: motion classes
 # (evidence="motion": axis learned, direction not, val Top-1 ~40 %) and brief colour changes
 # (colour_window=0.3: the colours shown in ~3 of the 8 frames, val Top-1 47 %).
