@@ -610,3 +610,17 @@ def test_kill_9_loop_train_and_test(engine_data, engine_ov, tmp_path):
     for key in ("top1", "top5", "num_videos", "num_failed", "gflops_per_view"):
         assert r1[key] == r2[key], key
     assert not (tmp_path / "res.json.lock").exists()
+
+
+def test_bench_accuracy_options_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
+    # a negative seed used to surface as "config key 'seed'" after the videos were generated
+    B = importlib.import_module("video_ats.analysis.bench_accuracy")
+    monkeypatch.setattr(B.Bench, "data", lambda self: pytest.fail("generated data before checking the options"))
+    out = ["bench-accuracy", "--out", str(tmp_path / "bench")]
+    for argv, needle in [(["--seeds", "-1"], "--seeds and --data-seed must be >= 0"),
+                         (["--data-seed", "-2"], "--seeds and --data-seed must be >= 0"),
+                         (["--seeds", "0", "0"], "--seeds must be distinct"),
+                         (["--ats-scales", "0"], "--ats-scales must be positive"),
+                         (["--tome-r", "0.7"], "--tome-r values are fractions")]:
+        _one_line_error(capsys, out + argv, needle)
+    assert not (tmp_path / "bench").exists()

@@ -59,6 +59,8 @@ def run(args) -> int:
         raise UserError(f"--tome-r values are fractions of a frame's tokens in (0, 0.5], got {args.tome_r}")
     if args.bootstrap < 100:
         raise UserError(f"--bootstrap needs at least 100 resamples, got {args.bootstrap}")
+    if min(args.seeds) < 0 or args.data_seed < 0:       # before the data are generated, not after
+        raise UserError(f"--seeds and --data-seed must be >= 0, got {args.seeds} and {args.data_seed}")
     if len(set(args.seeds)) != len(args.seeds):
         raise UserError(f"--seeds must be distinct, got {args.seeds}")
     readme = publish_readme(args.publish)
