@@ -513,7 +513,7 @@ def test_outputs_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
     _one_line_error(capsys, ["make-synthetic", "--out", str(tmp_path / "file")], "exists and is not a folder")
     # a file on the way to the folder: one line, not makedirs' NotADirectoryError traceback
     _one_line_error(capsys, ["make-synthetic", "--out", str(tmp_path / "file" / "sub")],
-                    "cannot create the output folder")
+                    "cannot write there")
 
 
 def test_analysis_outputs_and_counts_are_checked_before_any_work(tmp_path, capsys, monkeypatch):

@@ -27,7 +27,6 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..errors import UserError
-from ..fileio import describe_os_error
 
 SHAPES = ("square", "disk", "triangle", "cross")
 MOTIONS = ("right", "left", "down", "up", "grow", "shrink", "clockwise", "counterclockwise")
@@ -530,11 +529,9 @@ def make_synthetic(
         n_test = min(max(n_test, 1), videos_per_class - n_val - 1)
     splits = ("train", "val", "test") if n_test else ("train", "val")
 
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as exc:           # a file on the way, a read-only or unreachable parent
-        raise UserError(f"cannot create the output folder {out_dir}: {describe_os_error(exc)}; give a folder "
-                        "that can be created") from None
+    from ..engine.builders import check_writable_dir      # engine imports data: import here
+
+    check_writable_dir(out_dir)      # a file on the way or a read-only parent: one line, before any encoding
     rows = {split: [] for split in splits}
     jobs = []
     for k, (shape, motion) in enumerate(defs):
