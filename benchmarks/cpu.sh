@@ -26,6 +26,9 @@ run() {  # run FILE ARGS...
 run benchmark_1_timesformer_cpu_batch1 --batch 1 --keep-pattern $keep $common --repeats 9   # batch 1 is cheap: more rounds
 run benchmark_2_timesformer_cpu_batch8 --batch 8 --keep-pattern $keep $common --no-official --no-memory
 run benchmark_3_xvit_cpu model.name=xvit_b16_16x224 model.num_classes=600 --batch 1 8 --keep-pattern $keep $common --no-memory
+# the rate of the blocks' matrix products over row counts: why batch 1 (few kept rows) is less efficient than batch 8
+echo "== $(date +%T) benchmark_3b_matmul_cpu"
+video-ats benchmark matmul --threads 2 --json "$out/benchmark_3b_matmul_cpu.json" || status=$?
 run benchmark_4_timesformer_train_cpu --train --batch 4 --keep-pattern uniform skewed $common --no-memory
 run benchmark_5_timesformer_bf16_cpu --amp bf16 --batch 1 --keep-pattern uniform skewed $common --no-official --no-memory
 # regional torch.compile (each block's norms and MLP; attention and token bookkeeping eager): same runners, compiled

@@ -30,7 +30,7 @@ def test_speed_uniform_skewed_model_patterns(tmp_path, device):
     out = tmp_path / "speed.json"
     rc = main(["benchmark", *TINY, *ATS, "--ats", "{blocks: [2], num_tokens: 5}", "--keep-pattern", "uniform",
                "skewed", "model", "--batch", "1", "3", "--pattern-clips", "3", "--device", str(device), *FAST,
-               "--json", str(out)])
+               "--repeats", "3", "--json", str(out)])
     assert rc == 0
     meta, rows = _rows(out)
     assert meta["token_grid"] == [4, 4, 4] and meta["mode"] == "inference" and meta["device"] == str(device)
@@ -45,6 +45,8 @@ def test_speed_uniform_skewed_model_patterns(tmp_path, device):
         dense_ops = next(d["ops_per_step"] for d in rows if d["setting"] == "dense" and d["batch"] == r["batch"])
         if r["pattern"] is not None:
             assert r["efficiency"] == pytest.approx(r["speedup_vs_dense"] / r["flop_ratio_vs_dense"], rel=1e-3)
+            lo, hi = r["efficiency_range"]               # the rounds' own ratios bracket their median
+            assert lo <= r["efficiency"] <= hi and r["rounds"] == 3
             assert 0 <= r["ats_share"] < 1 and r["flop_ratio_vs_dense"] > 1
             assert r["ops_per_step"] > dense_ops             # scoring, sampling and token bookkeeping
         elif r["setting"] == "dense":
@@ -302,7 +304,8 @@ def test_report_fills_the_readme_block(tmp_path):
                      "flop_ratio_vs_dense": 1.0, "peak_memory_mb": 10.0},
                     {"setting": "half", "pattern": "skewed", "batch": 1, "gflops_per_clip": 1.0, "gflops_min": 0.5,
                      "gflops_max": 1.5, "seconds_per_batch": 0.125, "clips_per_s": 8.0, "speedup_vs_dense": 1.6,
-                     "flop_ratio_vs_dense": 2.0, "efficiency": 0.8, "ats_share": 0.01,
+                     "flop_ratio_vs_dense": 2.0, "efficiency": 0.8, "efficiency_range": [0.72, 0.854],
+                     "ats_share": 0.01,
                      "kept_per_frame_first_ats": {"min": 2, "median": 5, "max": 12},
                      "ats": {"blocks": [1], "num_tokens": [0.5]}}]}
     data = {"kind": "data", "meta": {"generated": {"videos": 4, "size": [64, 48], "seconds": 1.0, "gop": 30},
@@ -320,7 +323,7 @@ def test_report_fills_the_readme_block(tmp_path):
     text = readme.read_text()
     assert "hand-typed" not in text and text.endswith("<!-- benchmark:end -->\ntail\n")
     assert report.BEGIN_LINE in text
-    assert "| half | skewed | 1 | 1 (0.5–1.5) | 2–12 | 0.125 | 8.00 | 1.60 | 2.00 | **0.80** | 1.0 % | – |" in text
+    assert "| half | skewed | 1 | 1 (0.5–1.5) | 2–12 | 0.125 | 8.00 | 1.60 | 2.00 | **0.80** (0.72–0.85) | 1.0 % | – |" in text
     assert "| training clips | 30.0 | 10.0 | **3.0×** |" in text
     assert "Efficiency" in text
     nomark = tmp_path / "plain.md"
@@ -415,3 +418,34 @@ def test_attention_mode_train_runs_one_case(tmp_path):
     res = json.loads(out.read_text())
     assert res["meta"]["mode"] == "train"
     assert [(r["case"], r["layout"]) for r in res["rows"]] == [("temporal", "padded"), ("temporal", "bucketed")]
+
+
+def test_matmul_rates_per_row_count_and_report(tmp_path, capsys):
+    out = tmp_path / "mm.json"
+    assert main(["benchmark", "matmul", "--rows", "32", "8,16", "--dim", "32", "--repeats", "2", "--threads", "1",
+                 "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["kind"] == "matmul" and res["meta"]["threads"] == 1 and res["meta"]["dim"] == 32
+    assert res["meta"]["shapes"] == {"qkv": [32, 96], "proj": [32, 32], "fc1": [32, 128], "fc2": [128, 32]}
+    assert [r["rows"] for r in res["rows"]] == [8, 16, 32]                 # sorted, from both spellings
+    for r in res["rows"]:
+        assert set(r["gflops_per_s"]) == {"qkv", "proj", "fc1", "fc2"} and min(r["gflops_per_s"].values()) > 0
+    top = res["rows"][-1]
+    assert top["relative_rate"] == pytest.approx(1.0)                       # the reference is the most rows
+    capsys.readouterr()
+    assert main(["benchmark", "report", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| rows | qkv | proj | fc1 | fc2 | rate vs the most rows |" in text and "| 32 |" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["matmul", "--rows", "0"], "--rows must be ≥ 1"),
+    (["matmul", "--rows", "many"], "--rows 'many' is not an integer"),
+    (["matmul", "--rows", "100000000"], "GiB of tensors"),
+    (["matmul", "model.name=x"], "takes no positional arguments"),
+    (["--rows", "8"], "is an option of `video-ats benchmark matmul`"),
+])
+def test_matmul_bad_options_are_one_line(argv, message, capsys):
+    assert main(["benchmark", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]

@@ -9,7 +9,8 @@ pattern clips (one forward per batch of them); its time is the mean per batch. R
 - seconds per batch (median over rounds) and clips/s,
 - speed-up vs dense: the median over rounds of the paired ratio t_dense / t_ats of the same round,
 - FLOP ratio GFLOPs_dense / GFLOPs_ats and the efficiency = speed-up ÷ FLOP ratio (1.0: the FLOP saving
-  shows up fully on the clock),
+  shows up fully on the clock), with its range over the rounds (each round's paired ratio ÷ FLOP ratio:
+  how much the figure moves with the machine's noise),
 - the share of the step spent in ATS's own operations (profiler label ``video_ats.ats``, eager run),
 - operators per step (aten ops that do work, views excluded: what a GPU pays in kernel launches),
 - peak memory of one step (:mod:`video_ats.benchmark.memory`), kept tokens per ATS block.
@@ -475,6 +476,7 @@ def _row(spec: SpeedSpec, r: Runner, batch: int, times, cost, step: Stepper, x, 
     if r.pattern is not None:
         row["ats"] = r.ats
         row["efficiency"] = speedup / flop_ratio
+        row["efficiency_range"] = [min(paired) / flop_ratio, max(paired) / flop_ratio]
         row["kept_tokens_per_block"] = c["kept_tokens_per_block"]
         if "kept_per_frame_first_ats" in c:
             row["kept_per_frame_first_ats"] = c["kept_per_frame_first_ats"]
@@ -502,7 +504,7 @@ def _meta(spec: SpeedSpec, dev: torch.device, dense, runners: List[Runner]) -> D
     meta = {"model": spec.cfg["model"]["name"], "model_class": type(dense).__name__,
             "model_kwargs": dict(spec.cfg["model"].get("kwargs") or {}), "token_grid": list(token_grid(dense)),
             "weights": spec.cfg["model"].get("pretrained") or "random (seeded)",
-            "device": str(dev), "device_name": _device_name(dev), "torch": torch.__version__,
+            "device": str(dev), "device_name": device_name(dev), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "amp": spec.amp, "mode": "train" if spec.train else "inference",
             "compile": compile_scope(spec.compile), "settings": spec.settings, "patterns": list(spec.patterns),
             "batch_sizes": list(spec.batch_sizes), "repeats": spec.repeats, "warmup": spec.warmup,
@@ -532,7 +534,7 @@ def command_line() -> Optional[str]:
     return None
 
 
-def _device_name(dev: torch.device) -> str:
+def device_name(dev: torch.device) -> str:
     """The GPU's name; for the CPU its model name and the widest matrix/vector extension it has (bf16 speed
     depends on it: AMX and AVX512-BF16 run bf16 natively, AVX2 emulates it)."""
     if dev.type == "cuda":
@@ -559,7 +561,9 @@ def format_row(r: dict) -> str:
     name = r["setting"] + (f" [{r['pattern']}]" if r.get("pattern") else "")
     extra = ""
     if "efficiency" in r:
-        extra = f"  efficiency {r['efficiency']:.2f}  ATS ops {100 * r['ats_share']:.1f}%"
+        spread = r.get("efficiency_range")
+        spread = f" [{spread[0]:.2f}–{spread[1]:.2f}]" if spread else ""
+        extra = f"  efficiency {r['efficiency']:.2f}{spread}  ATS ops {100 * r['ats_share']:.1f}%"
     mem = f"  peak {r['peak_memory_mb']:.0f} MB" if r.get("peak_memory_mb") is not None else ""
     if r.get("ops_per_step") is not None:
         mem = f"  {r['ops_per_step']} ops" + mem

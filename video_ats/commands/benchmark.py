@@ -16,13 +16,14 @@ from ..errors import UserError
 
 HELP = ("benchmarks: dense vs ATS speed and efficiency (default; --train, --compile, --amp, keep patterns), "
         "fp32 vs autocast, attention layouts, data loaders vs pytorchvideo, keep-pattern export, README tables")
-MODES = ("speed", "precision", "attention", "data", "export-keep", "report")
+MODES = ("speed", "precision", "attention", "matmul", "data", "export-keep", "report")
 
 EPILOG = """modes:
   speed        (default) dense vs ATS: GFLOPs/clip, s/batch, clips/s, speed-up, FLOP ratio, efficiency,
                ATS ops share, peak memory; inference or --train; --compile; --amp bf16; --device cuda
   precision    forward time in fp32 vs under autocast (--amp bf16 default, fp16), dense and ATS, interleaved:
                median thread CPU time and wall time per setting and precision, max |Δlogit|
+  matmul       the rate (GFLOP/s) of the blocks' linear layers over row counts: what few kept rows cost per FLOP
   attention    attention only: the layouts of attend_groups (padded, bucketed, nested, bucketed:COST,
                blockdiag) on a skewed TimeSformer-B keep pattern; spatial, temporal and ATS cases; --train
   data         this project's test-view and training loaders vs pytorchvideo on the same files
@@ -39,6 +40,7 @@ examples:
   video-ats benchmark precision --batch 1 --repeats 3 --threads 1
   video-ats benchmark attention --batch 1 8 --repeats 7 --threads 1 [--train]
   video-ats benchmark attention --layouts bucketed:0 bucketed:500 bucketed:2000 padded --cases ats
+  video-ats benchmark matmul --threads 2 --rows 16 64 256 1569
   video-ats benchmark data --loader test train --json docs/results/benchmark_data.json
   video-ats benchmark export-keep --config configs/synthetic/bench_timesformer_ats.yaml --checkpoint CKPT \\
       --annotations TEST.txt --out benchmarks/keep_patterns/bench_accuracy_ats.keep
@@ -49,7 +51,7 @@ key=value overrides go before options that take several values (--batch, --keep-
 # option dest -> the modes it belongs to (given in another mode, it is an error)
 _MODE_OF = {}
 # speed options that other modes take too
-_SHARED = {"batch": ("precision", "attention"), "threads": ("precision", "attention"), "train": ("attention",),
+_SHARED = {"batch": ("precision", "attention"), "threads": ("precision", "attention", "matmul"), "train": ("attention",),
            "model": ("precision",), "ats": ("precision",), "device": ("precision",), "amp": ("precision",)}
 
 
@@ -74,11 +76,11 @@ def add_arguments(p) -> None:
     p.add_argument("--config", help="YAML recipe whose model section is benchmarked (speed, precision) or exported "
                                     "(export-keep)")
     p.add_argument("--json", dest="json_out", metavar="FILE",
-                   help="write the results here (speed, precision, attention, data)")
+                   help="write the results here (speed, precision, attention, matmul, data)")
     p.add_argument("--output", dest="json_out", help=argparse.SUPPRESS)          # the old name of --json
     p.add_argument("--repeats", type=int, default=None,
                    help="timed rounds per runner / loader; the median is reported (default: speed 5, precision 3, "
-                        "attention 7, data 3)")
+                        "attention 7, matmul 5, data 3)")
     p.add_argument("--seed", type=int, default=0, help="input, weights and skewed-pattern seed (default 0)")
 
     add = _group(p, "speed", "speed options (--batch, --threads: also precision and attention; --train: also "
@@ -111,7 +113,7 @@ def add_arguments(p) -> None:
              "default bf16)")
     add("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help=argparse.SUPPRESS)  # old name of --amp
     add("--threads", type=int, default=None,
-        help="torch intra-op threads (default: torch's; precision and attention: 1)")
+        help="torch intra-op threads (default: torch's; precision and attention: 1; matmul: torch's)")
     add("--no-official", action="store_true", default=None,
         help="skip the official-forward baseline (video_ats/reference.py; TimeSformer inference only)")
     add("--no-memory", action="store_true", default=None, help="skip the peak-memory measurement")
@@ -124,6 +126,11 @@ def add_arguments(p) -> None:
              "per-batch call cost for the bucket plan); default padded bucketed nested blockdiag")
     add("--cases", nargs="+", default=None, metavar="CASE",
         help="spatial, temporal, ats (default: all three)")
+
+    add = _group(p, "matmul", "matmul options")
+    add("--rows", nargs="+", default=None, metavar="N",
+        help="row counts (default 16 32 64 128 256 512 1024 1569; 1569 = TimeSformer-B at batch 1, dense)")
+    add("--dim", type=int, default=None, help="embedding width D of the layers (default 768: the B models)")
 
     add = _group(p, "data", "data options")
     add("--loader", nargs="+", default=None, choices=["test", "train"],
@@ -181,7 +188,7 @@ def _ints(values, what: str):
 
 # integer options and their smallest value: 0 repeats would report a timing of nothing (or fail in
 # statistics.median), a negative warm-up would be skipped silently
-_MINIMUMS = {"repeats": 1, "warmup": 0, "threads": 1, "pattern_clips": 1, "clips": 1, "videos": 1, "gop": 1,
+_MINIMUMS = {"repeats": 1, "dim": 1, "warmup": 0, "threads": 1, "pattern_clips": 1, "clips": 1, "videos": 1, "gop": 1,
              "num_frames": 1, "sampling_rate": 1, "crop": 1, "num_workers": 0, "batch_size": 1}
 
 
@@ -258,10 +265,10 @@ def run(args) -> int:
     _check_writable(args.json_out)
     if mode == "report":
         return _run_report(args, items)
-    if mode in ("data", "attention"):
+    if mode in ("data", "attention", "matmul"):
         if items:
             raise UserError(f"`video-ats benchmark {mode}` takes no positional arguments, got {items}")
-        return _run_data(args) if mode == "data" else _run_attention(args)
+        return {"data": _run_data, "attention": _run_attention, "matmul": _run_matmul}[mode](args)
     overrides = _overrides(items, mode)
     if args.model_arg:
         for kv in args.model_arg:
@@ -359,6 +366,21 @@ def _run_attention(args) -> int:
     for name in spec.cases:
         check_case(name)
     res = _with_threads(args.threads or 1, run_attention, spec)
+    if args.json_out:
+        _write_json(res, args.json_out)
+    return 0
+
+
+def _run_matmul(args) -> int:
+    import torch
+
+    from ..benchmark.matmul import DEFAULT_ROWS, MatmulSpec, run_matmul
+    from ..benchmark.report import render_matmul
+
+    spec = MatmulSpec(rows=sorted(set(_ints(args.rows or DEFAULT_ROWS, "--rows"))), dim=args.dim or 768,
+                      repeats=args.repeats or 5, seed=args.seed)
+    res = _with_threads(args.threads or torch.get_num_threads(), run_matmul, spec)
+    print(render_matmul(res))
     if args.json_out:
         _write_json(res, args.json_out)
     return 0
