@@ -449,3 +449,84 @@ def test_matmul_bad_options_are_one_line(argv, message, capsys):
     assert main(["benchmark", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_matmul_reports_its_rounds_as_it_goes():
+    from video_ats.benchmark.matmul import MatmulSpec, run_matmul
+
+    partial = []
+    res = run_matmul(MatmulSpec(rows=(4, 8), dim=16, repeats=3, min_seconds=0.0), log=lambda _m: None,
+                     on_round=partial.append)
+    assert [p["complete"] for p in partial] == [False, False] and res["complete"]
+    assert [p["rows"][0]["rounds"] for p in partial] == [1, 2] and res["rows"][0]["rounds"] == 3
+    from video_ats.benchmark.report import render_matmul
+
+    assert "stopped after 1 of 3 rounds" in render_matmul(partial[0])
+
+
+def _bad_results(tmp_path):
+    good = {"kind": "matmul", "meta": {"dim": 8, "shapes": {"qkv": [8, 24]}, "device": "cpu", "torch": "2", "threads": 1},
+            "rows": [{"rows": 4, "gflops_per_s": {"qkv": 1.0}, "relative_rate": 1.0}]}
+    cases = {"no_rows": {**good, "rows": []}, "no_meta": {k: v for k, v in good.items() if k != "meta"},
+             "rate_text": {**good, "rows": [{"rows": 4, "gflops_per_s": {"qkv": "fast"}, "relative_rate": 1.0}]},
+             "row_int": {**good, "rows": [3]}, "wrong_kind": {**good, "kind": "speed"}}
+    for name, obj in cases.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(obj))
+    return list(cases)
+
+
+def test_report_refuses_malformed_results_and_readmes_in_one_line(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    body = "# x\n<!-- benchmark:begin -->\nkept tables\n<!-- benchmark:end -->\n"
+    readme.write_text(body)
+    for name in _bad_results(tmp_path):
+        assert main(["benchmark", "report", str(tmp_path / f"{name}.json"), "--readme", str(readme)]) == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "results file" in err[0], (name, err)
+        assert readme.read_text() == body                 # nothing written over the tables
+    (tmp_path / "mm.json").write_text(json.dumps({"kind": "matmul", "meta": {
+        "dim": 8, "shapes": {"qkv": [8, 24]}, "device": "cpu", "torch": "2", "threads": 1},
+        "rows": [{"rows": 4, "gflops_per_s": {"qkv": 1.0}, "relative_rate": 1.0}]}))
+    reversed_md = tmp_path / "rev.md"
+    reversed_md.write_text("<!-- benchmark:end -->\n<!-- benchmark:begin -->\n")
+    latin = tmp_path / "latin.md"
+    latin.write_bytes(b"\xff<!-- benchmark:begin -->\n<!-- benchmark:end -->\n")
+    for target, message in ((reversed_md, "comes before the begin marker"), (latin, "not UTF-8"),
+                            (tmp_path, "is a folder")):
+        assert main(["benchmark", "report", str(tmp_path / "mm.json"), "--readme", str(target)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--replay-blocks", "1"], "--replay-blocks places the stages of a replayed keep-pattern file"),
+    (["--json", ""], "--json needs a file name"),
+    (["--device", ""], "--device is empty"),
+    (["export-keep", "--checkpoint", "missing.pt", "--out", "."], "--out . is a folder"),
+])
+def test_speed_and_export_options_are_checked_before_any_work(argv, message, capsys):
+    assert main(["benchmark", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"stages": torch.zeros(2, 0, 2, 2, dtype=torch.uint8)}, "stages must be (clips, T, H, W)"),
+    ({"stages": torch.full((1, 1, 2, 2), float("nan"))}, "stages must be counts"),
+    ({"stages": torch.zeros(1, 2, 2, 2, dtype=torch.uint8)}, "keeps nothing"),
+    ({"num_stages": "abc"}, "num_stages must be an integer"),
+    ({"source_depth": 0}, "source_depth must be an integer"),
+    ({"source_blocks": "xy"}, "source_blocks must be a list"),
+])
+def test_keep_pattern_files_with_bad_contents_are_one_line(tmp_path, change, message):
+    from video_ats.benchmark.patterns import FILE_FORMAT, build_pattern
+    from video_ats.errors import UserError
+
+    obj = {"format": FILE_FORMAT, "stages": torch.ones(1, 2, 2, 2, dtype=torch.uint8), "num_stages": 1,
+           "source_depth": 4, "source_blocks": [1], **change}
+    path = tmp_path / "bad.keep"
+    torch.save(obj, path)
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build_pattern(str(path), (2, 4, 4))
+    with pytest.raises(UserError, match="is a folder"):
+        build_pattern(str(tmp_path) + "/", (2, 4, 4))

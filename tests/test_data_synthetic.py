@@ -100,7 +100,7 @@ def test_cli_runs_and_rejects_bad_arguments(tmp_path, capsys):
     for argv, words in [(["--size", "12x"], "--size must be WIDTHxHEIGHT"),
                         (["--size", "33x32"], "must be even"),
                         (["--classes", "0"], "--classes must be between 1 and 32"),
-                        (["--seconds", "0"], "--seconds must be > 0"),
+                        (["--seconds", "0"], "--seconds must be a finite number > 0"), (["--seconds", "nan"], "finite number"),
                         (["--videos-per-class", "0"], "videos per class must be >= 1")]:
         assert cli_main(["make-synthetic", "--out", str(tmp_path / "x"), *argv]) == 2
         err = capsys.readouterr().err.strip()

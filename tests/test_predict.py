@@ -112,3 +112,14 @@ def test_predict_label_map_config_and_overrides(ckpt, engine_data, tmp_path, cap
     cfg.write_text(yaml.safe_dump({"model": c["model"]}))
     res = video_ats.predict(vids[0], config=str(cfg), checkpoint=str(plain))
     assert res[0]["top5"][0]["label"].startswith("class ")
+
+
+def test_plots_folder_is_checked_before_any_prediction(tmp_path, capsys):
+    from video_ats.cli import main as cli_main
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    assert cli_main(["predict", "--checkpoint", str(tmp_path / "none.pt"), str(tmp_path / "v.mp4"),
+                     "--plots", str(blocker)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--plots folder" in err[0] and "cannot write there" in err[0], err

@@ -286,13 +286,22 @@ def replace_generated_block(path: str, block: str, begin: str, end: str, begin_l
     """Replace what lies between the marker ``begin`` (a prefix of its line is enough) and ``end`` in the
     text file ``path`` (a README) with ``block``; the begin marker is rewritten as ``begin_line`` when
     given. The file is written atomically."""
+    if os.path.isdir(path):
+        raise UserError(f"{path!r} is a folder; give the README file")
     if not os.path.isfile(path):
         raise UserError(f"{path!r} not found")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {describe_os_error(exc)}") from None
     if begin not in text or end not in text:
         raise UserError(f"{path} has no generated-block markers ({begin_line or begin} ... {end})")
     head, rest = text.split(begin, 1)
+    if end not in rest:
+        raise UserError(f"{path}: the end marker {end} comes before the begin marker; put the block back in order")
     _, tail = rest.split(end, 1)
     atomic_write_text(path, head + (begin_line or begin) + "\n" + block + end + tail, "README")
 

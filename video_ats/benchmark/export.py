@@ -28,9 +28,9 @@ def export_keep(cfg: Dict[str, Any], checkpoint: Optional[str], out: str, annota
 
     if clips < 1:
         raise UserError(f"--clips must be ≥ 1, got {clips}")
-    out_dir = os.path.dirname(os.path.abspath(out))
-    if os.path.exists(out_dir) and not os.access(out_dir, os.W_OK):
-        raise UserError(f"cannot write to {out_dir!r}")
+    from ..engine.builders import check_output_file
+
+    check_output_file(out, "--out", "keep.pt")          # before the model runs over the clips, not after
     model = build_eval_model(cfg, checkpoint, need_ats=True, what="export-keep")
     settings = model_data_settings(cfg, model)
     path = annotations or cfg["test"]["annotations"] or cfg["data"]["val_annotations"]

@@ -20,7 +20,7 @@ import functools
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
 
@@ -71,8 +71,10 @@ def _time(fn, min_seconds: float) -> float:
             return elapsed / calls
 
 
-def run_matmul(spec: MatmulSpec, log=print) -> Dict[str, Any]:
-    """Rate of the linear layers' matrix product per row count and layer shape; returns ``{"kind": "matmul", "meta", "rows"}``."""
+def run_matmul(spec: MatmulSpec, log=print, on_round: Optional[Callable[[Dict[str, Any]], None]] = None) -> Dict[str, Any]:
+    """Rate of the linear layers' matrix product per row count and layer shape; returns ``{"kind": "matmul",
+    "meta", "rows"}``. ``on_round`` gets the results of the rounds so far (``"complete": False``) after every
+    round, so that an interrupted run keeps what it measured."""
     from .speed import command_line, device_name
 
     check_size(spec)
@@ -83,22 +85,31 @@ def run_matmul(spec: MatmulSpec, log=print) -> Dict[str, Any]:
               for n_in, _ in shapes(spec.dim, spec.mlp_ratio).values()}
     outputs = {(m, name): torch.empty(m, w.shape[0]) for m in spec.rows for name, (w, _) in layers.items()}
     times: Dict[tuple, list] = {(m, name): [] for m in spec.rows for name in layers}
-    with torch.no_grad():
-        for _ in range(spec.repeats):                  # interleaved: one call of every case per round
-            for m in spec.rows:
-                for name, (w, b) in layers.items():
-                    product = functools.partial(torch.addmm, b, inputs[(m, w.shape[1])], w.t(), out=outputs[(m, name)])
-                    times[(m, name)].append(_time(product, spec.min_seconds))
-    rate = {key: 2 * key[0] * layers[key[1]][0].numel() / statistics.median(t) / 1e9 for key, t in times.items()}
-    top = max(spec.rows)
-    rows = []
-    for m in spec.rows:
-        per = {name: rate[(m, name)] for name in layers}
-        rel = statistics.mean(per[name] / rate[(top, name)] for name in layers)
-        rows.append({"rows": m, "gflops_per_s": per, "relative_rate": rel})
-        log(f"{m:6d} rows  " + "  ".join(f"{k} {v:6.1f}" for k, v in per.items()) + f"  GFLOP/s   x{rel:.2f}")
     meta = {"device": "cpu", "device_name": device_name(torch.device("cpu")), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "dim": spec.dim, "mlp_ratio": spec.mlp_ratio,
             "shapes": {k: list(v) for k, v in shapes(spec.dim, spec.mlp_ratio).items()},
             "repeats": spec.repeats, "command": command_line()}
-    return {"kind": "matmul", "meta": meta, "rows": rows, "complete": True}
+
+    def result(complete: bool) -> Dict[str, Any]:
+        rate = {key: 2 * key[0] * layers[key[1]][0].numel() / statistics.median(t) / 1e9 for key, t in times.items()}
+        top = max(spec.rows)
+        rows = []
+        for m in spec.rows:
+            per = {name: rate[(m, name)] for name in layers}
+            rel = statistics.mean(per[name] / rate[(top, name)] for name in layers)
+            rows.append({"rows": m, "gflops_per_s": per, "relative_rate": rel, "rounds": len(times[(m, "qkv")])})
+        return {"kind": "matmul", "meta": meta, "rows": rows, "complete": complete}
+
+    with torch.no_grad():
+        for r in range(spec.repeats):                  # interleaved: one call of every case per round
+            for m in spec.rows:
+                for name, (w, b) in layers.items():
+                    product = functools.partial(torch.addmm, b, inputs[(m, w.shape[1])], w.t(), out=outputs[(m, name)])
+                    times[(m, name)].append(_time(product, spec.min_seconds))
+            if on_round is not None and r + 1 < spec.repeats:
+                on_round(result(False))
+    res = result(True)
+    for row in res["rows"]:
+        log(f"{row['rows']:6d} rows  " + "  ".join(f"{k} {v:6.1f}" for k, v in row["gflops_per_s"].items())
+            + f"  GFLOP/s   x{row['relative_rate']:.2f}")
+    return res

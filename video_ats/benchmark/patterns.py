@@ -150,6 +150,9 @@ def stage_maps(positions: Dict[int, List[torch.Tensor]], grid: Tuple[int, int, i
 
 def load_pattern_file(path: str) -> Dict[str, Any]:
     """A keep-pattern file written by :func:`save_pattern_file`; one clear error for anything else."""
+    if os.path.isdir(path):
+        raise UserError(f"keep pattern {path!r} is a folder; give a keep-pattern file written by "
+                        "`video-ats benchmark export-keep`")
     if not os.path.isfile(path):
         raise UserError(f"keep pattern {path!r}: no such file (use uniform, skewed, model or a file written by "
                         "`video-ats benchmark export-keep`)")
@@ -162,15 +165,29 @@ def load_pattern_file(path: str) -> Dict[str, Any]:
         raise UserError(f"keep pattern {path!r} is not a keep-pattern file ({FILE_FORMAT}); "
                         "write one with `video-ats benchmark export-keep`")
     st = obj["stages"]
-    if st.dim() != 4 or st.shape[0] < 1:
+    if st.dim() != 4 or min(st.shape) < 1:
         raise UserError(f"keep pattern {path!r}: stages must be (clips, T, H, W), got {tuple(st.shape)}")
+    if st.is_floating_point() or st.is_complex() or st.dtype == torch.bool or int(st.min()) < 0:
+        raise UserError(f"keep pattern {path!r}: stages must be counts ≥ 0 (uint8), got {st.dtype}")
+    if int(st.max()) < 1:
+        raise UserError(f"keep pattern {path!r} keeps nothing past any stage (all stages are 0)")
+    for key in ("num_stages", "source_depth"):
+        v = obj.get(key)
+        if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            raise UserError(f"keep pattern {path!r}: {key} must be an integer ≥ 1, got {v!r}")
+    blocks = obj.get("source_blocks")
+    if blocks is not None and not (isinstance(blocks, (list, tuple)) and blocks
+                                   and all(isinstance(b, int) and not isinstance(b, bool) and b >= 0 for b in blocks)):
+        raise UserError(f"keep pattern {path!r}: source_blocks must be a list of block indices, got {blocks!r}")
     return obj
 
 
 def save_pattern_file(path: str, stages: torch.Tensor, info: Dict[str, Any]) -> None:
     """Write stage maps (C, T, H, W) uint8 and their provenance (``info``: JSON-like values)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    torch.save({"format": FILE_FORMAT, "stages": stages.to(torch.uint8).contiguous(), **info}, path)
+    from ..fileio import atomic_write
+
+    obj = {"format": FILE_FORMAT, "stages": stages.to(torch.uint8).contiguous(), **info}
+    atomic_write(path, lambda f: torch.save(obj, f), what="keep pattern", make_parent=True)
 
 
 def replay_blocks(source_blocks: Sequence[int], source_depth: int, depth: int) -> List[int]:

@@ -46,6 +46,14 @@ def load_results(path: str) -> Dict[str, Any]:
         raise UserError(f"results file {path!r} is not JSON ({exc})") from None
     if not isinstance(obj, dict) or obj.get("kind") not in RENDERERS or not isinstance(obj.get("rows"), list):
         raise UserError(f"results file {path!r} is not a `video-ats benchmark --json` file (no kind/rows)")
+    if not isinstance(obj.get("meta"), dict) or not obj["rows"] or not all(isinstance(r, dict) for r in obj["rows"]):
+        raise UserError(f"results file {path!r} has no meta or no result rows; rerun the benchmark that writes it")
+    try:
+        RENDERERS[obj["kind"]](obj)           # a file that cannot be rendered is refused before any README is touched
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        what = f"missing {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {str(exc)[:80]}"
+        raise UserError(f"results file {path!r} is not a valid {obj['kind']} results file ({what}); "
+                        "rerun the benchmark that writes it") from None
     return obj
 
 
@@ -162,6 +170,9 @@ def render_matmul(res: Dict[str, Any]) -> str:
     for r in res["rows"]:
         lines.append(f"| {r['rows']} | " + " | ".join(f"{r['gflops_per_s'][k]:.0f}" for k in names)
                      + f" | **{r['relative_rate']:.2f}** |")
+    if res.get("complete") is False:
+        rounds = min(r.get("rounds", 0) for r in res["rows"])
+        lines += ["", f"*Partial results: the run stopped after {rounds} of {m.get('repeats')} rounds.*"]
     return "\n".join(lines) + "\n"
 
 

@@ -243,6 +243,8 @@ def _write_json(obj, path: str, quiet: bool = False) -> None:
 
 
 def _check_writable(path) -> None:
+    if path is not None and not path.strip():
+        raise UserError("--json needs a file name, got an empty one")
     if path:
         if os.path.isdir(path):
             raise UserError(f"--json {path} is a folder; give a file name such as {os.path.join(path, 'results.json')}")
@@ -262,6 +264,10 @@ def run(args) -> int:
             setattr(args, dest, [v for v in vals if v not in moved] or None)
     _check_mode_options(args, mode)
     _check_minimums(args)
+    for dest in ("device", "replay_blocks", "model", "config"):         # '' would silently mean the default
+        v = getattr(args, dest, None)
+        if v is not None and not str(v).strip():
+            raise UserError(f"--{dest.replace('_', '-')} is empty; give a value or leave the option out")
     _check_writable(args.json_out)
     if mode == "report":
         return _run_report(args, items)
@@ -307,6 +313,9 @@ def _run_speed(args, cfg) -> int:
         if pat not in ("model", "uniform", "skewed"):
             build_pattern(pat, (1, 1, 1))
     replay_blocks = None
+    if args.replay_blocks and all(p in ("model", "uniform", "skewed") for p in patterns):
+        raise UserError("--replay-blocks places the stages of a replayed keep-pattern file; give one with "
+                        "--keep-pattern FILE.keep (uniform, skewed and model use the --ats blocks)")
     if args.replay_blocks:
         try:
             replay_blocks = [int(b) for b in args.replay_blocks.split(",") if b.strip()]
@@ -379,7 +388,9 @@ def _run_matmul(args) -> int:
 
     spec = MatmulSpec(rows=sorted(set(_ints(args.rows or DEFAULT_ROWS, "--rows"))), dim=args.dim or 768,
                       repeats=args.repeats or 5, seed=args.seed)
-    res = _with_threads(args.threads or torch.get_num_threads(), run_matmul, spec)
+    # every finished round goes to the results file at once: an interrupted run keeps what it measured
+    on_round = (lambda partial: _write_json(partial, args.json_out, quiet=True)) if args.json_out else None
+    res = _with_threads(args.threads or torch.get_num_threads(), run_matmul, spec, print, on_round)
     print(render_matmul(res))
     if args.json_out:
         _write_json(res, args.json_out)

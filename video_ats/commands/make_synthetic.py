@@ -1,7 +1,10 @@
 """`video-ats make-synthetic`: write a small synthetic Kinetics-format dataset (real H.264 videos)."""
 from __future__ import annotations
 
+import math
+import os
 import re
+import sys
 import time
 
 from ..errors import UserError
@@ -56,7 +59,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import os
 
     from ..data import synthetic as syn
 
@@ -74,8 +76,8 @@ def run(args) -> int:
                  object_scale=tuple(args.object_scale) if args.object_scale else None,
                  texture_contrast=args.texture_contrast)
     params.update({k: v for k, v in given.items() if v is not None})
-    if params["seconds"] <= 0:
-        raise UserError(f"--seconds must be > 0, got {params['seconds']}")
+    if not (math.isfinite(params["seconds"]) and params["seconds"] > 0):
+        raise UserError(f"--seconds must be a finite number > 0, got {params['seconds']}")
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     if args.gop is not None and args.gop < 1:
@@ -89,4 +91,9 @@ def run(args) -> int:
     for key in ("train_csv", "val_csv", "test_csv", "train_list", "val_list", "test_list", "classes"):
         if key in paths:
             print(f"  {key:10s} {paths[key]}")
+    for split in ("train", "val", "test"):           # a split too small to hold a video: say so now, not at training
+        lst = paths.get(f"{split}_list")
+        if lst and os.path.isfile(lst) and os.path.getsize(lst) == 0:
+            print(f"warning: the {split} split is empty ({params['videos_per_class']} videos per class are too few "
+                  f"for its fraction); use more --videos-per-class", file=sys.stderr)
     return 0

@@ -34,6 +34,9 @@ def run(args) -> int:
     if args.json:
         from ..engine.builders import check_output_file
         check_output_file(args.json, "--json", "predictions.json")
+    if args.plots:
+        from ..engine.builders import check_writable_dir
+        check_writable_dir(args.plots, "--plots folder")
     results = predict.predict(inputs, args.config, args.checkpoint, args.top_k, args.views, args.label_map,
                               args.plots, overrides, args.batch_size, progress=print)
     failed = [r for r in results if r["error"]]

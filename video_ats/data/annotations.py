@@ -259,7 +259,7 @@ def read_annotations(
     """
     path = str(path)
     if not os.path.isfile(path):
-        raise UserError(f"annotation file {path}: not found")
+        raise UserError(f"annotation file {path}: {'a folder, not a file' if os.path.isdir(path) else 'not found'}")
     root = str(data_root) if data_root is not None else (os.path.dirname(os.path.abspath(path)))
     if data_root is not None and not os.path.isdir(root):
         raise UserError(f"data root {root}: not a directory")

@@ -130,8 +130,8 @@ def read_split(path: Optional[str], cfg: Dict[str, Any], what: str,
     if not path:
         raise UserError(f"no {what} annotation file: set it in the config or on the command line")
     if not os.path.isfile(path):            # before the data root: a misspelled path is reported as such
-        raise UserError(f"{what} annotation file {path}: not found"
-                        + ("" if os.path.exists(path) else f" (working directory {os.getcwd()})"))
+        raise UserError(f"{what} annotation file {path}: "
+                        + ("a folder, not a file" if os.path.isdir(path) else f"not found (working directory {os.getcwd()})"))
     root = data_root if data_root is not None else cfg["data"]["data_root"]
     if root is not None and not os.path.isdir(root):
         raise UserError(f"data root {root}: not a directory (set data.data_root or --data-root)")
