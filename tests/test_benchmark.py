@@ -530,3 +530,13 @@ def test_keep_pattern_files_with_bad_contents_are_one_line(tmp_path, change, mes
         build_pattern(str(path), (2, 4, 4))
     with pytest.raises(UserError, match="is a folder"):
         build_pattern(str(tmp_path) + "/", (2, 4, 4))
+
+
+@pytest.mark.parametrize("argv", [["benchmark", "--compile", "bogus"], ["benchmark", "matmul", "--rows"],
+                                  ["no-such-command"]])
+def test_argument_errors_are_one_line_with_the_help_to_read(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error:" in err[0] and "--help`)" in err[0], err

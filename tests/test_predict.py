@@ -123,3 +123,16 @@ def test_plots_folder_is_checked_before_any_prediction(tmp_path, capsys):
                      "--plots", str(blocker)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--plots folder" in err[0] and "cannot write there" in err[0], err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["predict", "--checkpoint", "x.pt", "v.mp4", "--json", ""], "--json is empty"),
+    (["predict", "--checkpoint", "x.pt", "v.mp4", "--plots", " "], "--plots is empty"),
+    (["make-synthetic", "--out", ""], "--out is empty"),
+])
+def test_empty_output_paths_are_refused_not_ignored(argv, message, capsys):
+    from video_ats.cli import main as cli_main
+
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err

@@ -31,13 +31,21 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (what was wrong, where the help is) instead of the whole usage block;
+    subcommand parsers are made from this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _command_modules():
     return {name: importlib.import_module(f"video_ats.commands.{mod}") for name, mod in COMMANDS.items()}
 
 
 def build_parser(commands=None) -> argparse.ArgumentParser:
     commands = _command_modules() if commands is None else commands
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="video-ats",
         description="Adaptive Token Sampling for video transformers (TimeSformer, X-ViT).",
     )
