@@ -3,16 +3,17 @@
 After an ATS block a model's linear layers run on the kept tokens only. At batch 8 that is still
 thousands of rows; at batch 1 it can be a few hundred or fewer (TimeSformer-B's ``half`` preset leaves
 ~100 rows after its last ATS block), and a CPU's matrix product runs below its full rate on so few rows.
-That lost rate is a cost per FLOP which no FLOP count shows, and the main reason why batch-1 efficiency
-stays under batch-8 efficiency on the CPU (docs/speed_benchmark.md).
+That lost rate is a cost per FLOP which no FLOP count shows, and one reason why batch-1 efficiency stays
+under batch-8 efficiency on the CPU (docs/speed_benchmark.md, "Batch 1 on the CPU").
 
-This times ``torch.addmm`` (what ``F.linear`` runs on the CPU) into a preallocated output with the transformer's own shapes (qkv D→3D, proj D→D, fc1 D→4D, fc2 4D→D; D = 768
-for the B models) over row counts, in interleaved rounds (every row count and shape once a round, so noise
-hits all alike; the output is preallocated so that the allocator's page faults, which depend on the order of
-sizes, do not blur the rate), and reports GFLOP/s (one multiply-add = 2 FLOPs here: a rate, not the fvcore count) and
-each row count's rate relative to the largest row count's.
+This times ``torch.addmm`` (what ``F.linear`` runs on the CPU) with the transformer's own shapes (qkv D→3D,
+proj D→D, fc1 D→4D, fc2 4D→D; D = 768 for the B models) over row counts, in interleaved rounds (every row
+count and shape once a round, so noise hits all alike). The output is preallocated: a fresh output per call
+lets the allocator return and re-fault large buffers depending on the order of sizes, which blurs the rate.
+It reports GFLOP/s (one multiply-add = 2 FLOPs here: a rate, not the fvcore count) and each row count's rate
+relative to the largest row count's.
 
-    video-ats benchmark matmul --threads 2 --json docs/results/benchmark_7_matmul_cpu.json
+    video-ats benchmark matmul --threads 2 --json docs/results/benchmark_3b_matmul_cpu.json
 """
 from __future__ import annotations
 
