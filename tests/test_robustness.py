@@ -624,3 +624,34 @@ def test_bench_accuracy_options_are_checked_before_any_work(tmp_path, capsys, mo
                          (["--tome-r", "0.7"], "--tome-r values are fractions")]:
         _one_line_error(capsys, out + argv, needle)
     assert not (tmp_path / "bench").exists()
+
+
+def test_late_faults_found_by_probes_are_one_line_and_early(tmp_path, capsys):
+    import video_ats
+    from video_ats.cli import main as cli_main
+    from video_ats.engine import build_model, load_config
+    from video_ats.engine.builders import model_data_settings
+    from video_ats.errors import UserError
+
+    # a crop the patch grid cannot tile: refused with the sizes that work, not at the first forward
+    cfg = load_config(None, ["model.name=timesformer", "model.kwargs.img_size=32", "model.kwargs.patch_size=8",
+                             "model.kwargs.depth=1", "model.kwargs.embed_dim=32", "model.kwargs.num_heads=2",
+                             "model.num_classes=3", "data.crop_size=30"])
+    with pytest.raises(UserError, match="not a multiple of the model's patch size 8; use e.g. 24 or 32"):
+        model_data_settings(cfg, build_model(cfg))
+    # export-hf: a folder where a file goes is refused before anything is written
+    model = video_ats.create_model("timesformer", img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2,
+                                   num_frames=2, num_classes=3)
+    out = tmp_path / "hf"
+    (out / "config.json").mkdir(parents=True)
+    with pytest.raises(UserError, match="config.json is a folder"):
+        video_ats.export_hf(model, out)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]     # no weights without a config
+    # a folder given as a config; key=value overrides split by an option
+    assert cli_main(["train", "--config", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a folder, not a YAML file" in err[0], err
+    with pytest.raises(SystemExit):
+        cli_main(["test", "data.num_workers=0", "--views", "1x1", "model.num_classes=3"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "put all key=value overrides together" in err[0], err

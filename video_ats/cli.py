@@ -36,6 +36,8 @@ class _Parser(argparse.ArgumentParser):
     subcommand parsers are made from this class too."""
 
     def error(self, message: str):
+        if message.startswith("unrecognized arguments") and "=" in message:
+            message += "; put all key=value overrides together, before or after the options, not between them"
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
-from .fileio import atomic_write, atomic_write_json
+from .fileio import atomic_write, atomic_write_json, describe_os_error
 
 CONFIG = "config.json"
 WEIGHTS = ("model.safetensors", "pytorch_model.bin")
@@ -276,8 +276,14 @@ def export_hf(model: nn.Module, out_dir: Union[str, os.PathLike], class_names: O
     state = {ours_key_to_hf(k): v.detach().to("cpu", torch.float32).contiguous()
              for k, v in model.state_dict().items()}
     out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write the export folder {out_dir}: {describe_os_error(exc)}") from None
     weights, cfg_path = os.path.join(out_dir, WEIGHTS[0]), os.path.join(out_dir, CONFIG)
+    for path in (weights, cfg_path):          # before writing either: never a folder with weights and no config
+        if os.path.isdir(path):
+            raise UserError(f"cannot export to {out_dir}: {path} is a folder; remove it or choose another --out")
     atomic_write(weights, lambda f: f.write(save(state, metadata={"format": "pt"})), "weights")
     atomic_write_json(cfg_path, config, "config")
     return {"config": cfg_path, "weights": weights}

@@ -30,7 +30,7 @@ def split_inputs(items):
 
 def run(args) -> int:
     from ..analysis import profile
-    from ..engine.builders import check_creatable_dir, check_output_file
+    from ..engine.builders import check_output_file, check_writable_dir
     from ..engine.config import config_for
     from ..fileio import atomic_write_json
     from ..numfmt import round_floats
@@ -42,7 +42,7 @@ def run(args) -> int:
         print(f"config: the recipe stored in {args.checkpoint} (pass --config to use another)", file=sys.stderr)
     check_output_file(args.output, "--output", "profile.json")          # before the work, not after it
     if args.plots:
-        check_creatable_dir(args.plots, "--plots folder")
+        check_writable_dir(args.plots, "--plots folder")    # created now: a folder that cannot be made fails first
     report = profile.profile(cfg, inputs, args.checkpoint, args.views, args.batch_size, args.data_root, args.plots,
                              args.max_videos)
     atomic_write_json(args.output, round_floats(report), "report", make_parent=True)

@@ -108,6 +108,11 @@ def model_data_settings(cfg: Dict[str, Any], model: nn.Module) -> Dict[str, Any]
         "frame_spacing": d["frame_spacing"],
         "test_resize": cfg["test"]["resize"],
     }
+    patch = mc.get("patch_size")
+    if patch and out["crop_size"] % int(patch):
+        lo = out["crop_size"] // int(patch) * int(patch)
+        raise UserError(f"data.crop_size {out['crop_size']} is not a multiple of the model's patch size {patch}; "
+                        f"use e.g. {lo or int(patch)} or {lo + int(patch)}")
     if float(out["sampling_rate"]).is_integer():
         out["sampling_rate"] = int(out["sampling_rate"])
     return out

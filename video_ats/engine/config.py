@@ -230,7 +230,7 @@ def _read_yaml(path: str, seen: Tuple[str, ...] = ()) -> List[dict]:
     if path in seen:
         raise UserError(f"config {path}: _base_ cycle through {' -> '.join(seen)}")
     if not os.path.isfile(path):
-        raise UserError(f"config file {path}: not found")
+        raise UserError(f"config file {path}: {'a folder, not a YAML file' if os.path.isdir(path) else 'not found'}")
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
