@@ -35,6 +35,17 @@ class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (what was wrong, where the help is) instead of the whole usage block;
     subcommand parsers are made from this class too."""
 
+    def parse_known_args(self, args=None, namespace=None):
+        # An empty option value (`--json ''`, `--device ''`) would silently mean "not given" or a path of
+        # nothing: refused here, once for every command, instead of in each command
+        ns, rest = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            value = getattr(ns, action.dest, None) if action.option_strings else None
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(v, str) and not v.strip() for v in values):
+                self.error(f"{action.option_strings[-1]} is empty; give a value or leave the option out")
+        return ns, rest
+
     def error(self, message: str):
         if message.startswith("unrecognized arguments") and "=" in message:
             message += "; put all key=value overrides together, before or after the options, not between them"

@@ -243,8 +243,6 @@ def _write_json(obj, path: str, quiet: bool = False) -> None:
 
 
 def _check_writable(path) -> None:
-    if path is not None and not path.strip():
-        raise UserError("--json needs a file name, got an empty one")
     if path:
         if os.path.isdir(path):
             raise UserError(f"--json {path} is a folder; give a file name such as {os.path.join(path, 'results.json')}")
@@ -264,10 +262,6 @@ def run(args) -> int:
             setattr(args, dest, [v for v in vals if v not in moved] or None)
     _check_mode_options(args, mode)
     _check_minimums(args)
-    for dest in ("device", "replay_blocks", "model", "config"):         # '' would silently mean the default
-        v = getattr(args, dest, None)
-        if v is not None and not str(v).strip():
-            raise UserError(f"--{dest.replace('_', '-')} is empty; give a value or leave the option out")
     _check_writable(args.json_out)
     if mode == "report":
         return _run_report(args, items)

@@ -76,8 +76,6 @@ def run(args) -> int:
                  object_scale=tuple(args.object_scale) if args.object_scale else None,
                  texture_contrast=args.texture_contrast)
     params.update({k: v for k, v in given.items() if v is not None})
-    if not args.out.strip():
-        raise UserError("--out is empty; give the folder to write the dataset to")
     if not (math.isfinite(params["seconds"]) and params["seconds"] > 0):
         raise UserError(f"--seconds must be a finite number > 0, got {params['seconds']}")
     if args.workers is not None and args.workers < 1:

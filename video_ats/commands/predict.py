@@ -5,8 +5,6 @@ import logging
 import os
 import sys
 
-from ..errors import UserError
-
 HELP = "predict the top-k classes of videos (files or folders), with GFLOPs per view and kept tokens"
 
 
@@ -33,9 +31,6 @@ def run(args) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     inputs, overrides = split_inputs(args.inputs)
-    for flag, value in (("--json", args.json), ("--plots", args.plots)):
-        if value is not None and not value.strip():
-            raise UserError(f"{flag} is empty; give a path or leave the option out")
     if args.json:
         from ..engine.builders import check_output_file
         check_output_file(args.json, "--json", "predictions.json")
