@@ -4,6 +4,7 @@ figures live in the README, regenerated from results files by `video-ats benchma
 Device-aware: VIDEO_ATS_TEST_DEVICE=cuda runs the speed benchmarks on the GPU (see tests/conftest.py)."""
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -436,6 +437,24 @@ def test_matmul_rates_per_row_count_and_report(tmp_path, capsys):
     assert main(["benchmark", "report", str(out)]) == 0
     text = capsys.readouterr().out
     assert "| rows | qkv | proj | fc1 | fc2 | rate vs the most rows |" in text and "| 32 |" in text
+
+
+def test_results_files_record_the_allocator_settings_they_ran_under(tmp_path, monkeypatch):
+    """glibc's MALLOC_* settings move CPU timings by several percent, so the command a results file
+    records carries them; without them it is the plain command."""
+    out = tmp_path / "mm.json"
+    argv = ["benchmark", "matmul", "--rows", "8", "--dim", "32", "--repeats", "1", "--threads", "1",
+            "--json", str(out)]
+    monkeypatch.setattr("sys.argv", ["/venv/bin/video-ats", *argv])
+    for name in [k for k in os.environ if k.startswith("MALLOC_")] + ["GLIBC_TUNABLES", "LD_PRELOAD"]:
+        monkeypatch.delenv(name, raising=False)
+    assert main(argv) == 0
+    assert json.loads(out.read_text())["meta"]["command"] == "video-ats " + " ".join(argv)
+    monkeypatch.setenv("MALLOC_MMAP_MAX_", "0")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1 x")
+    assert main(argv) == 0
+    assert json.loads(out.read_text())["meta"]["command"] == (
+        "GLIBC_TUNABLES='glibc.malloc.trim_threshold=1 x' MALLOC_MMAP_MAX_=0 video-ats " + " ".join(argv))
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -138,3 +138,26 @@ def test_init_from_safetensors_vit(tmp_path):
     m = video_ats.create_model("timesformer", **TINY)
     load_checkpoint(m, path)
     assert torch.equal(m.blocks[2].mlp.fc1.weight, vit.blocks[2].mlp.fc1.weight)
+
+
+def test_bytes_damaged_inside_a_tensor_are_refused_not_loaded(tmp_path):
+    """torch.load does not check the zip's CRCs: without our check, a flipped byte in a weight loads as a
+    silently different model."""
+    model = tiny_timesformer(TINY, 0, **JITTER)
+    path = tmp_path / "ckpt.pth"
+    save_state({"model": model.state_dict()}, path)
+    data = bytearray(path.read_bytes())
+    weight = model.state_dict()["blocks.0.mlp.fc1.weight"]
+    needle = weight.flatten()[:8].numpy().tobytes()          # the tensor's first bytes, stored uncompressed
+    at = bytes(data).find(needle)
+    assert at > 0
+    data[at + 3] ^= 0x40
+    path.write_bytes(bytes(data))
+    loaded = torch.load(path, map_location="cpu", weights_only=True)["model"]["blocks.0.mlp.fc1.weight"]
+    assert not torch.equal(loaded, weight)                    # torch itself loads the damaged value
+    with pytest.raises(UserError, match="damaged.*checksum"):
+        load_checkpoint(tiny_timesformer(TINY, 1, **JITTER), path)
+    save_state({"model": model.state_dict()}, path)           # an intact file still loads exactly
+    other = tiny_timesformer(TINY, 1, **JITTER)
+    load_checkpoint(other, path)
+    assert torch.equal(other.state_dict()["blocks.0.mlp.fc1.weight"], weight)

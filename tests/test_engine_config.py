@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from video_ats.engine.config import default_config, load_config, parse_views, schema_keys
+from video_ats.engine.config import default_config, load_config, load_yaml, parse_views, schema_keys
 from video_ats.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,6 +43,9 @@ def test_base_inheritance(tmp_path):
     ("model.num_classes=null", "must not be null"),
     ("train=3", "is a section"),
     ("train.lr", "not key=value"),
+    ("train.mixup_prob=1.5", "must be <= 1"),
+    ("train.label_smoothing=2", "must be <= 1"),
+    ("model.ats={blocks: [3], blocks: [4]}", "'blocks' is given twice"),
 ])
 def test_bad_overrides_are_one_line(override, needle):
     with pytest.raises(UserError) as e:
@@ -60,6 +63,15 @@ def test_bad_yaml(tmp_path):
         load_config(str(p))
     with pytest.raises(UserError, match="not found"):
         load_config(str(tmp_path / "missing.yaml"))
+    # plain YAML keeps the last of two equal keys: a second `model:` would silently replace the first
+    p.write_text("model: {name: timesformer, num_classes: 7}\ntrain: {lr: 0.1}\nmodel: {num_classes: 9}\n")
+    with pytest.raises(UserError, match=r"bad.yaml:3: not valid YAML \(key 'model' is given twice \(first on line 1\)"):
+        load_config(str(p))
+    p.write_text("train:\n  lr: 0.1\n  epochs: 2\n  lr: 0.2\n")
+    with pytest.raises(UserError, match="key 'lr' is given twice"):
+        load_config(str(p))
+    # anchors and merge keys still read as plain YAML reads them
+    assert load_yaml("a: &x {k: 1, j: 1}\nb: {<<: *x, j: 2}\n") == {"a": {"k": 1, "j": 1}, "b": {"k": 1, "j": 2}}
 
 
 def test_views():

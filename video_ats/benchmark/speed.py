@@ -522,21 +522,33 @@ def _meta(spec: SpeedSpec, dev: torch.device, dense, runners: List[Runner]) -> D
     return meta
 
 
+def allocator_env() -> List[str]:
+    """The environment settings that change how host memory is allocated (glibc's ``MALLOC_*`` and
+    ``GLIBC_TUNABLES``, a preloaded allocator), as ``NAME=value`` words. They move CPU timings by several
+    percent (large tensors mmapped and faulted in anew on every allocation, or kept), so a results file's
+    command carries them."""
+    import os
+    import shlex
+
+    names = sorted(k for k in os.environ if k.startswith("MALLOC_") or k in ("GLIBC_TUNABLES", "LD_PRELOAD"))
+    return [f"{k}={shlex.quote(os.environ[k])}" for k in names]
+
+
 def command_line() -> Optional[str]:
-    """The command that is running, as a `video-ats ...` line (for the results files), or None when the
-    benchmark was called from Python (tests, notebooks)."""
+    """The command that is running, as a `video-ats ...` line (for the results files), prefixed by the
+    allocator settings in its environment (:func:`allocator_env`), or None when the benchmark was called
+    from Python (tests, notebooks)."""
     import os
     import shlex
 
     if not sys.argv:
         return None
     prog, rest = os.path.basename(sys.argv[0]), [shlex.quote(a) for a in sys.argv[1:]]
-    if prog in ("video-ats", "__main__.py"):
-        return " ".join(["video-ats", *rest])
-    wrappers = {"benchmark.py": ["benchmark"], "benchmark_data.py": ["benchmark", "data"]}
-    if prog in wrappers:
-        return " ".join(["video-ats", *wrappers[prog], *rest])
-    return None
+    wrappers = {"video-ats": [], "__main__.py": [], "benchmark.py": ["benchmark"],
+                "benchmark_data.py": ["benchmark", "data"]}
+    if prog not in wrappers:
+        return None
+    return " ".join([*allocator_env(), "video-ats", *wrappers[prog], *rest])
 
 
 def device_name(dev: torch.device) -> str:

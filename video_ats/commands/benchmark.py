@@ -214,6 +214,7 @@ def parse_settings(items, cfg_ats):
     import yaml
 
     from ..benchmark.speed import ATS_PRESETS
+    from ..engine.config import load_yaml
 
     if not items:
         return {"config": cfg_ats} if cfg_ats else None
@@ -223,7 +224,9 @@ def parse_settings(items, cfg_ats):
             settings[item] = ATS_PRESETS[item]
             continue
         try:
-            spec = yaml.safe_load(item)
+            spec = load_yaml(item)
+        except yaml.constructor.ConstructorError as exc:
+            raise UserError(f"--ats {item!r}: {exc.problem}") from None
         except yaml.YAMLError:
             spec = None
         if not isinstance(spec, dict):

@@ -25,7 +25,8 @@ from ..choices import AMP_DTYPES, CLIP_POSITIONS, COMBINE_MODES, FRAME_SPACINGS,
 from ..errors import UserError
 
 # Type tags: "int", "float", "bool", "str", "list", "dict", "any"; a "?" allows null; a bound after it
-# (">=0", ">=1", ">0") is checked for every value set (YAML or override): "int?>=1" is null or an int >= 1.
+# (">=0", ">=1", ">0") is checked for every value set (YAML or override): "int?>=1" is null or an int >= 1;
+# "<=1" after it caps the value too (probabilities: "float>=0<=1").
 # Each leaf: (type tag, default, one-line help).
 SCHEMA: Dict[str, Any] = {
     "name": ("str?", None, "run name (default: the config file's stem)"),
@@ -79,11 +80,11 @@ SCHEMA: Dict[str, Any] = {
         "min_lr": ("float>=0", 0.0, "cosine: final learning rate"),
         "warmup_epochs": ("float>=0", 0, "linear warm-up length (epochs)"),
         "warmup_lr": ("float>=0", 1e-6, "learning rate at the start of warm-up"),
-        "label_smoothing": ("float>=0", 0.0, "label smoothing"),
+        "label_smoothing": ("float>=0<=1", 0.0, "label smoothing"),
         "mixup": ("float>=0", 0.0, "mixup alpha (0: off)"),
         "cutmix": ("float>=0", 0.0, "cutmix alpha (0: off); the same box on every frame"),
-        "mixup_prob": ("float>=0", 1.0, "probability of applying mixup/cutmix to a batch"),
-        "mixup_switch_prob": ("float>=0", 0.5, "probability of cutmix instead of mixup when both are on"),
+        "mixup_prob": ("float>=0<=1", 1.0, "probability of applying mixup/cutmix to a batch"),
+        "mixup_switch_prob": ("float>=0<=1", 0.5, "probability of cutmix instead of mixup when both are on"),
         "clip_grad": ("float?>0", None, "clip the gradient norm to this (null: off)"),
         "amp": ("bool", True, "mixed precision in training and evaluation (float16: CUDA only; bfloat16: CUDA "
                               "and CPU)"),
@@ -146,7 +147,7 @@ def schema_help() -> str:
     lines = []
     for key in schema_keys():
         tag, default, text = _leaf(key)
-        lines.append(f"{key:32s} {tag:9s} default {default!r:24s} {text}")
+        lines.append(f"{key:32s} {tag:11s} default {default!r:24s} {text}")
     return "\n".join(lines)
 
 
@@ -157,15 +158,22 @@ def _leaf(key: str):
     return node
 
 
-_TAG_RE = re.compile(r"(int|float|bool|str|list|dict|any)(\?)?(?:(>=|>)(-?\d+))?")
+_TAG_RE = re.compile(r"(int|float|bool|str|list|dict|any)(\?)?(?:(>=|>)(-?\d+))?(?:<=(-?\d+))?")
 
 
 def parse_tag(tag: str) -> Tuple[str, bool, Optional[str], Optional[int]]:
-    """``"int?>=1"`` -> ``("int", True, ">=", 1)``: base type, nullable, bound operator, bound."""
+    """``"int?>=1"`` -> ``("int", True, ">=", 1)``: base type, nullable, bound operator, bound (the upper
+    bound of a ``<=`` tag: :func:`upper_bound`)."""
     m = _TAG_RE.fullmatch(tag)
     if not m:
         raise ValueError(f"bad schema type tag {tag!r}")
     return m.group(1), bool(m.group(2)), m.group(3), int(m.group(4)) if m.group(4) is not None else None
+
+
+def upper_bound(tag: str) -> Optional[int]:
+    """The ``<=`` cap of a type tag (``"float>=0<=1"`` -> 1), or None."""
+    m = _TAG_RE.fullmatch(tag)
+    return int(m.group(5)) if m and m.group(5) is not None else None
 
 
 def _check_type(key: str, value, tag: str):
@@ -197,6 +205,9 @@ def _check_type(key: str, value, tag: str):
             raise UserError(f"config key {key!r} must be a finite number, got {value}")
     if op is not None and not (value >= bound if op == ">=" else value > bound):
         raise UserError(f"config key {key!r} must be {op} {bound}, got {value}")
+    cap = upper_bound(tag)
+    if cap is not None and value > cap:
+        raise UserError(f"config key {key!r} must be <= {cap}, got {value}")
     if base == "list":
         return list(value)
     return value
@@ -224,6 +235,36 @@ def _merge(dst: dict, src: dict, node, prefix: str) -> None:
             _merge(dst[k], v if v is not None else {}, spec, key + ".")
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a key given twice in one mapping: plain YAML keeps the last one, so a
+    second ``model:`` section would silently replace the first."""
+
+
+def _unique_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    first: Dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":      # `<<: *anchor`: merged below, may repeat keys
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            if key in first:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (first on line {first[key]}); keep one",
+                    key_node.start_mark)
+            first[key] = key_node.start_mark.line + 1
+        except TypeError:                        # an unhashable key: the mapping constructor reports it
+            pass
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def load_yaml(stream):
+    """YAML text or a text stream -> Python objects, as ``yaml.safe_load`` but refusing duplicate keys."""
+    return yaml.load(stream, Loader=_StrictLoader)   # noqa: S506 - a SafeLoader subclass
+
+
 def _read_yaml(path: str, seen: Tuple[str, ...] = ()) -> List[dict]:
     """The chain of YAML mappings ``[base, ..., file]`` of ``path`` (``_base_`` resolved)."""
     path = os.path.abspath(path)
@@ -233,7 +274,7 @@ def _read_yaml(path: str, seen: Tuple[str, ...] = ()) -> List[dict]:
         raise UserError(f"config file {path}: {'a folder, not a YAML file' if os.path.isdir(path) else 'not found'}")
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            data = load_yaml(f)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -266,7 +307,9 @@ def parse_override(text: str) -> Tuple[str, Any]:
     key, raw = text.split("=", 1)
     key = key.strip()
     try:
-        value = yaml.safe_load(raw) if raw.strip() != "" else None
+        value = load_yaml(raw) if raw.strip() != "" else None
+    except yaml.constructor.ConstructorError as exc:
+        raise UserError(f"override {text!r}: {exc.problem}") from None
     except yaml.YAMLError:
         value = raw
     if isinstance(value, str) and re.fullmatch(r"[-+]?\d*\.?\d+(e[-+]?\d+)?", value.strip(), re.I):
