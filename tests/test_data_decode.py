@@ -218,3 +218,128 @@ def test_the_main_video_stream_is_read_not_a_cover_picture(tmp_path, monkeypatch
             info, red = r.info, r.get_frames([0, 29])[:, 5, 5, 0].tolist()
         assert (info.num_frames, info.width, info.height) == (30, 64, 48)
         assert abs(red[0] - 40) < 6 and abs(red[1] - 214) < 6
+
+
+def _write_coded(path, codec, fmt, n=96, pts0=0, options=None, setup=None, size=(64, 48)):
+    """:func:`_blocky_frames` (``n`` of them, at ``size``) encoded with ``codec`` into ``path``; frame i at
+    pts ``pts0 + i`` (1/15 s); ``setup(stream)`` before encoding. Returns the frames."""
+    from fractions import Fraction
+
+    w, h = size
+    frames = np.random.default_rng(3).integers(0, 255, size=(n, h // 8, w // 8, 3), dtype=np.uint8)
+    frames = frames.repeat(8, 1).repeat(8, 2)
+    with av.open(path, "w", format=fmt) as c:
+        s = c.add_stream(codec, rate=15, options=options or {})
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.codec_context.time_base = Fraction(1, 15)
+        if setup is not None:
+            setup(s)
+        for i, arr in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(arr, format="rgb24")
+            f.pts, f.time_base = pts0 + i, Fraction(1, 15)
+            for pk in s.encode(f):
+                c.mux(pk)
+        for pk in s.encode():
+            c.mux(pk)
+    return frames
+
+
+def _bframes(stream):
+    stream.codec_context.max_b_frames = 2
+
+
+@pytest.mark.parametrize("name,codec,fmt,options,setup,hazard", [
+    # x264's open GOPs: frames decoded after a keyframe are shown before it; decord returned frame 72 for 70
+    ("open_gop.mp4", "libx264", "mp4", {"x264-params": "keyint=24:min-keyint=24:open-gop=1:scenecut=0"}, None,
+     "open GOP"),
+    ("mpeg4_bframes.avi", "mpeg4", "avi", None, _bframes, "open GOP"),     # XviD/DivX-style AVI
+    ("h263.avi", "h263", "avi", None, None, "marked as a keyframe"),        # AVI index: every packet a keyframe
+    ("closed_gop.mp4", "libx264", "mp4", {"x264-params": "keyint=24:min-keyint=24:scenecut=0"}, None, ""),
+])
+def test_streams_decord_seeks_wrongly_in_are_decoded_exactly(tmp_path, name, codec, fmt, options, setup, hazard):
+    """decord returned other frames than the ones asked for, without an error, in open-GOP streams and in
+    streams whose every packet claims to be a keyframe; such files are found by their packets and decoded
+    with PyAV, the others stay with decord."""
+    path = str(tmp_path / name)
+    size = (176, 144) if codec == "h263" else (64, 48)        # H.263 takes only its standard sizes
+    src = _write_coded(path, codec, fmt, options=options, setup=setup, size=size)
+    indices = [0, 17, 70, 71, 95, 40, 5]
+    with dec.VideoReader(path) as r:
+        assert r.info.num_frames == len(src)
+        assert hazard in r.info.seek_hazard and bool(r.info.seek_hazard) == bool(hazard)
+        if dec._HAVE_DECORD:
+            assert r.backend == ("pyav" if hazard else "decord")
+        out = r.get_frames(indices)
+    for frame, want in zip(out, indices):
+        got, dist = nearest_frame(frame, src)
+        assert got == want and dist < 40
+
+
+def test_matroska_whose_timestamps_start_late_counts_its_frames(tmp_path, monkeypatch):
+    """Matroska stores the time of its end as its duration: a file whose timestamps start 5 s in was
+    counted as 5 s of frames longer on the PyAV path, and clips past the real end were all its last frame."""
+    path = str(tmp_path / "late.mkv")
+    src = _write_coded(path, "libx264", "matroska", n=36, pts0=75)            # starts at 5 s (15 fps)
+    monkeypatch.setattr(dec, "_HAVE_DECORD", False)
+    with dec.VideoReader(path) as r:
+        assert r.info.num_frames == 36
+        out = r.get_frames([0, 20, 35])
+    assert [nearest_frame(f, src)[0] for f in out] == [0, 20, 35]
+
+
+def test_several_video_streams_are_read_from_the_main_one(tmp_path):
+    """decord's FFmpeg chose another of two video streams than the one the header probe describes (frames
+    of the other size, then squeezed to the probe's); such files are decoded with PyAV."""
+    from fractions import Fraction
+
+    path = str(tmp_path / "two.mp4")
+    small = np.full((48, 64, 3), 60, np.uint8)
+    big = np.full((96, 128, 3), 200, np.uint8)
+    with av.open(path, "w") as c:
+        streams = []
+        for arr in (small, big):
+            s = c.add_stream("libx264", rate=15)
+            s.height, s.width = arr.shape[:2]
+            s.pix_fmt = "yuv420p"
+            s.codec_context.time_base = Fraction(1, 15)
+            streams.append((s, arr))
+        for i in range(20):
+            for s, arr in streams:
+                f = av.VideoFrame.from_ndarray(arr, format="rgb24")
+                f.pts, f.time_base = i, Fraction(1, 15)
+                for pk in s.encode(f):
+                    c.mux(pk)
+        for s, _ in streams:
+            for pk in s.encode():
+                c.mux(pk)
+    with av.open(path) as c:
+        main = dec.video_stream(c)
+        want = (main.codec_context.height, main.codec_context.width)
+    with dec.VideoReader(path) as r:
+        assert "2 video streams" in r.info.seek_hazard
+        assert (r.info.height, r.info.width) == want
+        out = r.get_frames([0, 10])
+        assert tuple(out.shape[1:3]) == want
+    with dec.VideoReader(path, size=24) as r:
+        assert r.get_frames([3]).shape[1:3] == dec.target_hw(*want, 24)
+
+
+@pytest.mark.parametrize("rotation,turns", [(90, 1), (180, 2), (-90, 3)])
+def test_rotated_phone_video_is_upright_on_every_path(tmp_path, monkeypatch, rotation, turns):
+    """A portrait phone video is landscape frames plus a rotation in the MP4 header. decord applied it
+    (with 4-channel frames at the native size, and squeezed at a target size), PyAV did not: now every
+    path gives the upright picture, at the right aspect, and ``info`` has the displayed size."""
+    path = str(tmp_path / f"rot{rotation}.mp4")
+    src = _write_coded(path, "libx264", "mp4", n=12, setup=lambda s: s.set_display_rotation(rotation))
+    upright = np.rot90(src, turns, axes=(1, 2))
+    shown = upright.shape[1:3]
+    for backend in ("default", "pyav"):
+        if backend == "pyav":
+            monkeypatch.setattr(dec, "_HAVE_DECORD", False)
+        with dec.VideoReader(path) as r:
+            assert r.info.rotation == turns * 90 and (r.info.height, r.info.width) == shown
+            out = r.get_frames([0, 7, 11])
+        assert tuple(out.shape[1:]) == (*shown, 3)
+        assert [nearest_frame(f, upright)[0] for f in out] == [0, 7, 11]
+        with dec.VideoReader(path, size=16) as r:
+            assert tuple(r.get_frames([2]).shape[1:3]) == dec.target_hw(*shown, 16)

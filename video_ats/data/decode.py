@@ -51,6 +51,15 @@ SizeArg = Union[None, int, Tuple[int, int]]
 # exact). PyAV decodes them in order, which is exact.
 DECORD_UNSEEKABLE = ("mpeg", "mpegts", "mpegvideo", "vob")
 
+# decord reaches a frame by seeking to the keyframe before it and counting decoded frames from there. In
+# streams where frames decoded after a keyframe are shown before it (open GOPs: x264/x265 --open-gop,
+# MPEG-4 part 2 with B-frames) or where every packet of an inter-coded stream claims to be a keyframe (H.263
+# in AVI), that count is off and decord returns another frame than the one asked for, without an error
+# (decord 0.6: asked for 70 of an open-GOP H.264 file, got 72). The first packets are read (demuxed, not
+# decoded) to find such streams, which then go to PyAV; a hazard shows within the first few keyframes.
+SEEK_SCAN_KEYFRAMES = 4
+SEEK_SCAN_PACKETS = 2000
+
 # Guard against pathological containers: a file claiming more pixels per frame than this is decoded
 # at a reduced size only (the caller always asks for a target size on the data paths).
 MAX_NATIVE_PIXELS = 8192 * 8192
@@ -74,6 +83,8 @@ class VideoInfo:
     width: int
     height: int
     container: str = ""      # FFmpeg's name of the container format ("mov,mp4,...", "matroska,webm", "mpegts")
+    seek_hazard: str = ""    # why decord's frame-exact seeking cannot be trusted in this file ("" = it can)
+    rotation: int = 0        # display rotation, counter-clockwise degrees (0/90/180/270); width/height are as displayed
 
 
 # ----------------------------------------------------------------------------------------------
@@ -194,12 +205,15 @@ def _check_file(path: str) -> None:
 
 
 def video_stream(container):
-    """The container's main video stream, chosen as FFmpeg (and so decord) chooses it: attached cover
-    pictures and thumbnail tracks are skipped, whatever their order. None when there is no video."""
+    """The container's main video stream, chosen as FFmpeg chooses it: attached cover pictures and
+    thumbnail tracks are skipped, whatever their order. None when there is no video. (decord's older FFmpeg
+    may choose another of several video streams: such files are decoded with PyAV, see :func:`_seek_hazard`.)"""
     return container.streams.best("video") if container.streams.video else None
 
 
-def _probe_pyav(path: str) -> VideoInfo:
+def _probe_pyav(path: str, check_seeking: bool = False) -> VideoInfo:
+    """The container header's view of the main video stream; ``check_seeking`` also reads the first packets
+    for what makes decord's seeks inexact (:func:`_seek_hazard`)."""
     try:
         with av.open(path) as container:
             st = video_stream(container)
@@ -213,13 +227,126 @@ def _probe_pyav(path: str) -> VideoInfo:
                     dur = float(st.duration * st.time_base)
                 elif container.duration:
                     dur = container.duration / 1e6
-                n = int(round(dur * fps)) if dur else 0
+                    # Matroska/WebM give the time of the end, not the length: a file whose timestamps start
+                    # 5 s in would count 5 s of frames that are not there (FFmpeg's other demuxers subtract it)
+                    if "matroska" in container.format.name.split(",") and container.start_time:
+                        dur -= container.start_time / 1e6
+                n = int(round(dur * fps)) if dur and dur > 0 else 0
             w, h = int(st.codec_context.width), int(st.codec_context.height)
-            return VideoInfo(num_frames=n, fps=fps, width=w, height=h, container=container.format.name)
+            rotation = 0
+            if {"mov", "mp4"} & set(container.format.name.split(",")):
+                rotation = _mp4_rotation(path, st.id)
+            if rotation % 180:
+                w, h = h, w
+            hazard = ""
+            if check_seeking:
+                # decord applies the rotation inconsistently (4-channel frames at the native size in decord 0.6)
+                hazard = f"rotated video ({rotation}°)" if rotation else _seek_hazard(container, st)
+            return VideoInfo(num_frames=n, fps=fps, width=w, height=h, container=container.format.name,
+                             seek_hazard=hazard, rotation=rotation)
     except DecodeError:
         raise
     except Exception as exc:
         raise DecodeError(path, f"not a readable video: {describe_error(exc)}") from None
+
+
+def upright_turns(degrees: float) -> int:
+    """Counter-clockwise quarter turns (0-3) that make a frame upright for a display rotation in degrees (as
+    FFmpeg/PyAV report it, counter-clockwise); rotations that are not a multiple of 90° are not applied."""
+    turns = round(degrees / 90.0)
+    return turns % 4 if abs(degrees - 90.0 * turns) < 1.0 else 0
+
+
+def _mp4_rotation(path: str, track_id: int) -> int:
+    """The display rotation of track ``track_id`` of an MP4/MOV file, from its ``tkhd`` matrix (phones record
+    portrait video as landscape frames plus this matrix), in counter-clockwise degrees: 0, 90, 180 or 270.
+    Read from the header boxes without decoding (PyAV shows the rotation only on decoded frames)."""
+    import struct
+
+    def boxes(buf: bytes, start: int, end: int):
+        i = start
+        while i + 8 <= end:
+            size, kind = struct.unpack_from(">I4s", buf, i)
+            head = 8
+            if size == 1 and i + 16 <= end:
+                size, head = struct.unpack_from(">Q", buf, i + 8)[0], 16
+            elif size == 0:
+                size = end - i
+            if size < head or i + size > end:
+                return
+            yield kind, i + head, i + size
+            i += size
+
+    try:
+        with open(path, "rb") as f:
+            total = os.fstat(f.fileno()).st_size
+            pos = 0
+            while pos + 8 <= total:                    # top-level boxes: seek past mdat to moov
+                f.seek(pos)
+                head = f.read(16)
+                size, kind = struct.unpack_from(">I4s", head, 0)
+                if size == 1:
+                    size = struct.unpack_from(">Q", head, 8)[0]
+                elif size == 0:
+                    size = total - pos
+                if size < 8:
+                    return 0
+                if kind == b"moov":
+                    if size > (256 << 20):
+                        return 0
+                    f.seek(pos)
+                    moov = f.read(size)
+                    for kind1, s1, e1 in boxes(moov, 8, len(moov)):
+                        if kind1 != b"trak":
+                            continue
+                        for kind2, s2, e2 in boxes(moov, s1, e1):
+                            if kind2 != b"tkhd" or e2 - s2 < 84:
+                                continue
+                            long_times = moov[s2] == 1           # version 1: 64-bit times and duration
+                            at = s2 + (20 if long_times else 12)
+                            if struct.unpack_from(">I", moov, at)[0] != track_id:
+                                break
+                            at += 4 + 4 + (8 if long_times else 4) + 8 + 8
+                            a, b = struct.unpack_from(">ii", moov, at)
+                            if a == b == 0:
+                                return 0
+                            return 90 * upright_turns(-math.degrees(math.atan2(b, a)))
+                    return 0
+                pos += size
+    except (OSError, struct.error):
+        pass
+    return 0
+
+
+def _seek_hazard(container, st) -> str:
+    """Why decord could return other frames than the ones asked for in this file, or "" (see
+    ``SEEK_SCAN_KEYFRAMES``). Reads packets without decoding them."""
+    if set(container.format.name.split(",")) & set(DECORD_UNSEEKABLE):
+        return f"decord seeks inexactly in {container.format.name!r} streams"
+    videos = [v for v in container.streams.video if not v.disposition & av.stream.Disposition.attached_pic]
+    if len(videos) > 1:
+        return f"{len(videos)} video streams (decord may read another one than the main stream)"
+    packets = keys = 0
+    key_pts = None
+    try:
+        for packet in container.demux(st):
+            if not packet.size:
+                continue
+            packets += 1
+            if packet.is_keyframe:
+                keys += 1
+                if keys > SEEK_SCAN_KEYFRAMES:
+                    break
+                key_pts = packet.pts
+            elif key_pts is not None and packet.pts is not None and packet.pts < key_pts:
+                return "open GOP (frames decoded after a keyframe are shown before it)"
+            if packets >= SEEK_SCAN_PACKETS:
+                break
+    except (av.error.FFmpegError, OSError):
+        pass                                 # damaged further on: decoding will tell
+    if keys == packets > 2 and not st.codec_context.codec.intra_only:
+        return "every packet of an inter-coded stream is marked as a keyframe"
+    return ""
 
 
 def _decode_pyav(path: str, indices: np.ndarray, size: SizeArg) -> torch.Tensor:
@@ -237,13 +364,16 @@ def _decode_pyav(path: str, indices: np.ndarray, size: SizeArg) -> torch.Tensor:
                 raise DecodeError(path, "no video stream in the file")
             st.thread_type = "AUTO"
             i = -1
+            turns = 0
             try:
                 for frame in container.decode(st):
                     i += 1
-                    if out_hw is None:
-                        out_hw = target_hw(frame.height, frame.width, size)
+                    if out_hw is None:       # upright frames, as players show them (and decord does)
+                        turns = upright_turns(frame.rotation)
+                        shown = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
+                        out_hw = target_hw(*shown, size)
                     if i in needed:
-                        frames[i] = frame.to_ndarray(format="rgb24", width=out_hw[1], height=out_hw[0])
+                        frames[i] = _upright_rgb(frame, out_hw, turns)
                     last = (i, frame)
                     if i >= last_needed:
                         break
@@ -254,7 +384,7 @@ def _decode_pyav(path: str, indices: np.ndarray, size: SizeArg) -> torch.Tensor:
             if last is None:
                 raise DecodeError(path, "no decodable frame in the video stream")
             if last[0] not in frames:  # the clip runs past the end: its tail repeats the last frame
-                frames[last[0]] = last[1].to_ndarray(format="rgb24", width=out_hw[1], height=out_hw[0])
+                frames[last[0]] = _upright_rgb(last[1], out_hw, turns)
     except DecodeError:
         raise
     except Exception as exc:
@@ -267,6 +397,14 @@ def _decode_pyav(path: str, indices: np.ndarray, size: SizeArg) -> torch.Tensor:
     pos = np.clip(pos, 0, len(have) - 1)
     stacked = np.stack([frames[int(k)] for k in have])
     return torch.from_numpy(stacked[pos])
+
+
+def _upright_rgb(frame, out_hw: Tuple[int, int], turns: int) -> np.ndarray:
+    """An RGB (H, W, 3) array of ``frame`` scaled to ``out_hw`` (as displayed) and turned ``turns`` quarter
+    turns counter-clockwise."""
+    h, w = (out_hw[1], out_hw[0]) if turns % 2 else out_hw
+    rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
 def _index_less(info: VideoInfo) -> bool:
@@ -320,9 +458,9 @@ class VideoReader:
         self._decord_error = None
         native = probe = None
         if _HAVE_DECORD:
-            probe = _probe_pyav(self.path)   # the container header: native size and format
-            if _index_less(probe):
-                self._decord_error = f"decord seeks inexactly in {probe.container!r} streams"
+            probe = _probe_pyav(self.path, check_seeking=True)   # the header: native size, format, seeking
+            if probe.seek_hazard:
+                self._decord_error = probe.seek_hazard
             else:
                 try:
                     native = self._open_decord(probe, num_threads)
