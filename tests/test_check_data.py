@@ -95,3 +95,28 @@ def test_check_data_too_short_counts_native_frames_without_target_fps(engine_dat
     assert main(["check-data", "--annotations", engine_data["val_csv"], "--data-root", engine_data["root"],
                  "--output", str(out), "--config", str(cfg), "--no-progress", "--drop-short"]) == 1
     assert json.loads((out / "report.json").read_text())["num_kept"] == 0
+
+
+def test_check_data_sizes_lengths_and_decoder_notes_of_real_world_files(tmp_path, capsys):
+    """A rotated phone video is reported at its displayed size, a Matroska file whose timestamps start late
+    at its real length, and files decord cannot read exactly (open GOP, rotation) are counted with the
+    reason: the loaders decode them with PyAV, which is slower."""
+    from test_data_decode import _write_coded
+
+    _write_coded(str(tmp_path / "rotated.mp4"), "libx264", "mp4", n=30, size=(64, 48),
+                 setup=lambda s: s.set_display_rotation(90))
+    _write_coded(str(tmp_path / "late.mkv"), "libx264", "matroska", n=30, pts0=75)       # 2 s, starting at 5 s
+    _write_coded(str(tmp_path / "open_gop.mp4"), "libx264", "mp4",
+                 options={"x264-params": "keyint=24:min-keyint=24:open-gop=1:scenecut=0"})
+    _write_coded(str(tmp_path / "plain.mp4"), "libx264", "mp4", n=30)
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"{name} 0\n" for name in ("rotated.mp4", "late.mkv", "open_gop.mp4", "plain.mp4")))
+    out = tmp_path / "chk"
+    assert main(["check-data", "--annotations", str(listing), "--output", str(out), "--no-progress"]) == 0
+    r = json.loads((out / "report.json").read_text())
+    assert r["num_ok"] == 4 and r["num_pyav"] == 2
+    assert dict(r["pyav_reasons"]) == {"rotated video": 1,
+                                       "open GOP (frames decoded after a keyframe are shown before it)": 1}
+    assert sorted(map(tuple, r["resolution_most_common"])) == [("48x64", 1), ("64x48", 3)]
+    assert r["duration_s"]["max"] < 6.5 and r["duration_s"]["min"] == 2.0     # late.mkv: 2 s, not 7 s
+    assert "decoded by PyAV      2" in capsys.readouterr().out

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import statistics
 import time
 from collections import Counter
@@ -30,10 +31,10 @@ def probe_file(path: str, decode: bool = False) -> Dict[str, Any]:
     """``{"status", "error", "fps", "width", "height", "frames", "duration"}`` of one video file."""
     import av
 
-    from .decode import describe_error, video_stream
+    from .decode import describe_error, display_rotation, seek_hazard, stream_duration, video_stream
 
     out: Dict[str, Any] = {"status": "ok", "error": None, "fps": None, "width": None, "height": None,
-                           "frames": None, "duration": None}
+                           "frames": None, "duration": None, "pyav_reason": None}
     try:
         size = os.path.getsize(path)
     except OSError:
@@ -49,11 +50,10 @@ def probe_file(path: str, decode: bool = False) -> Dict[str, Any]:
                 return dict(out, status="undecodable", error="no video stream in the file")
             fps = float(st.average_rate or st.guessed_rate or 0) or None
             w, h = int(st.codec_context.width or 0), int(st.codec_context.height or 0)
-            dur = None
-            if st.duration is not None and st.time_base is not None:
-                dur = float(st.duration * st.time_base)
-            elif container.duration:
-                dur = container.duration / 1e6
+            rotation = display_rotation(path, container, st)
+            if rotation % 180:                          # the size as shown (and as the loaders decode it)
+                w, h = h, w
+            dur = stream_duration(container, st)
             frames = int(st.frames or 0) or (int(round(dur * fps)) if dur and fps else 0)
             out.update(fps=fps, width=w or None, height=h or None, duration=dur, frames=frames or None)
             if decode:
@@ -76,6 +76,11 @@ def probe_file(path: str, decode: bool = False) -> Dict[str, Any]:
                 return dict(out, status="undecodable", error="the header reports no frames and no duration")
     except Exception as exc:  # noqa: BLE001 - any reader failure is a verdict on the file
         return dict(out, status="undecodable", error=f"not a readable video: {describe_error(exc)}")
+    try:                 # why the loaders will decode it with PyAV rather than decord (slower), if they will
+        with av.open(path) as container:
+            out["pyav_reason"] = seek_hazard(container, video_stream(container), rotation) or None
+    except Exception:  # noqa: BLE001 - the file read above; a late failure only costs this note
+        pass
     return out
 
 
@@ -184,6 +189,10 @@ def check_data(annotations: str, data_root: Optional[str] = None, output: Option
         "problems": [{"path": v["path"], "label": v["label"], "status": v["status"], "error": v["error"]}
                      for v in per_video if v["status"] != "ok"],
         "too_short": [{"path": v["path"], "duration": v["duration"]} for v in per_video if v["too_short"]],
+        # files the loaders decode with PyAV (exact but slower): decord cannot read them exactly
+        "num_pyav": sum(1 for v in ok if v["pyav_reason"]),
+        "pyav_reasons": [[why, n] for why, n in Counter(_reason_kind(v["pyav_reason"]) for v in ok
+                                                         if v["pyav_reason"]).most_common()],
         "seconds": time.perf_counter() - t0,
     }
     keep = [v["status"] == "ok" and not (drop_short and v["too_short"]) for v in per_video]
@@ -191,6 +200,11 @@ def check_data(annotations: str, data_root: Optional[str] = None, output: Option
     if output is not None:
         report["files"] = write_outputs(report, output, annotations, kind, header, rows, keep)
     return report
+
+
+def _reason_kind(reason: str) -> str:
+    """A decoder note without its per-file detail ("rotated video (90°)" -> "rotated video")."""
+    return re.sub(r"\s*\(.*\)$", "", reason) if reason.startswith("rotated") else reason
 
 
 def write_outputs(report, output: str, annotations: str, kind: str, header, rows, keep) -> Dict[str, str]:
@@ -253,6 +267,9 @@ def format_report(r: Dict[str, Any], max_problems: int = 10) -> str:
                                                 if r["classes_without_usable_video"] else ""),
         "per class (annotated / usable / missing / undecodable / too short):",
     ]
+    if r.get("num_pyav"):
+        lines.insert(-1, f"decoded by PyAV {r['num_pyav']:6d}  (decord cannot read them exactly; PyAV is exact but slower: "
+                     + ", ".join(f"{why}: {c}" for why, c in r["pyav_reasons"]) + ")")
     for name, c in r["per_class"].items():
         lines.append(f"  {name:32s} {c['annotated']:6d} {c['ok']:6d} {c['missing']:6d} {c['undecodable']:6d} "
                      f"{c['too_short']:6d}")

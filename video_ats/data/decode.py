@@ -207,13 +207,13 @@ def _check_file(path: str) -> None:
 def video_stream(container):
     """The container's main video stream, chosen as FFmpeg chooses it: attached cover pictures and
     thumbnail tracks are skipped, whatever their order. None when there is no video. (decord's older FFmpeg
-    may choose another of several video streams: such files are decoded with PyAV, see :func:`_seek_hazard`.)"""
+    may choose another of several video streams: such files are decoded with PyAV, see :func:`seek_hazard`.)"""
     return container.streams.best("video") if container.streams.video else None
 
 
 def _probe_pyav(path: str, check_seeking: bool = False) -> VideoInfo:
     """The container header's view of the main video stream; ``check_seeking`` also reads the first packets
-    for what makes decord's seeks inexact (:func:`_seek_hazard`)."""
+    for what makes decord's seeks inexact (:func:`seek_hazard`)."""
     try:
         with av.open(path) as container:
             st = video_stream(container)
@@ -222,32 +222,41 @@ def _probe_pyav(path: str, check_seeking: bool = False) -> VideoInfo:
             fps = float(st.average_rate or st.guessed_rate or 0) or 30.0
             n = int(st.frames or 0)
             if n <= 0:
-                dur = None
-                if st.duration is not None and st.time_base is not None:
-                    dur = float(st.duration * st.time_base)
-                elif container.duration:
-                    dur = container.duration / 1e6
-                    # Matroska/WebM give the time of the end, not the length: a file whose timestamps start
-                    # 5 s in would count 5 s of frames that are not there (FFmpeg's other demuxers subtract it)
-                    if "matroska" in container.format.name.split(",") and container.start_time:
-                        dur -= container.start_time / 1e6
-                n = int(round(dur * fps)) if dur and dur > 0 else 0
+                dur = stream_duration(container, st)
+                n = int(round(dur * fps)) if dur else 0
             w, h = int(st.codec_context.width), int(st.codec_context.height)
-            rotation = 0
-            if {"mov", "mp4"} & set(container.format.name.split(",")):
-                rotation = _mp4_rotation(path, st.id)
+            rotation = display_rotation(path, container, st)
             if rotation % 180:
                 w, h = h, w
-            hazard = ""
-            if check_seeking:
-                # decord applies the rotation inconsistently (4-channel frames at the native size in decord 0.6)
-                hazard = f"rotated video ({rotation}°)" if rotation else _seek_hazard(container, st)
+            hazard = seek_hazard(container, st, rotation) if check_seeking else ""
             return VideoInfo(num_frames=n, fps=fps, width=w, height=h, container=container.format.name,
                              seek_hazard=hazard, rotation=rotation)
     except DecodeError:
         raise
     except Exception as exc:
         raise DecodeError(path, f"not a readable video: {describe_error(exc)}") from None
+
+
+def stream_duration(container, st) -> Optional[float]:
+    """Seconds of the video stream from the header (None when it gives none)."""
+    if st.duration is not None and st.time_base is not None:
+        return float(st.duration * st.time_base)
+    if not container.duration:
+        return None
+    dur = container.duration / 1e6
+    # Matroska/WebM give the time of the end, not the length: a file whose timestamps start 5 s in would
+    # count 5 s of frames that are not there (FFmpeg's other demuxers subtract the start themselves)
+    if "matroska" in container.format.name.split(",") and container.start_time:
+        dur -= container.start_time / 1e6
+    return dur if dur > 0 else None
+
+
+def display_rotation(path: str, container, st) -> int:
+    """The rotation a player applies to ``st`` (counter-clockwise degrees: 0, 90, 180, 270); read from the MP4/MOV
+    header, where phones put it (other containers: 0)."""
+    if {"mov", "mp4"} & set(container.format.name.split(",")):
+        return _mp4_rotation(path, st.id)
+    return 0
 
 
 def upright_turns(degrees: float) -> int:
@@ -318,9 +327,11 @@ def _mp4_rotation(path: str, track_id: int) -> int:
     return 0
 
 
-def _seek_hazard(container, st) -> str:
+def seek_hazard(container, st, rotation: int = 0) -> str:
     """Why decord could return other frames than the ones asked for in this file, or "" (see
-    ``SEEK_SCAN_KEYFRAMES``). Reads packets without decoding them."""
+    ``SEEK_SCAN_KEYFRAMES``); such files are decoded with PyAV. Reads packets without decoding them."""
+    if rotation:        # decord applies it inconsistently (4-channel frames at the native size in decord 0.6)
+        return f"rotated video ({rotation}°)"
     if set(container.format.name.split(",")) & set(DECORD_UNSEEKABLE):
         return f"decord seeks inexactly in {container.format.name!r} streams"
     videos = [v for v in container.streams.video if not v.disposition & av.stream.Disposition.attached_pic]
