@@ -28,7 +28,8 @@ STATUSES = ("ok", "missing", "undecodable")
 
 
 def probe_file(path: str, decode: bool = False) -> Dict[str, Any]:
-    """``{"status", "error", "fps", "width", "height", "frames", "duration"}`` of one video file."""
+    """``{"status", "error", "fps", "width", "height", "frames", "duration", "pyav_reason"}`` of one video file
+    (width/height as displayed; ``pyav_reason``: why the loaders decode it with PyAV rather than decord, or None)."""
     import av
 
     from .decode import describe_error, display_rotation, seek_hazard, stream_duration, video_stream
