@@ -120,3 +120,37 @@ def test_check_data_sizes_lengths_and_decoder_notes_of_real_world_files(tmp_path
     assert sorted(map(tuple, r["resolution_most_common"])) == [("48x64", 1), ("64x48", 3)]
     assert r["duration_s"]["max"] < 6.5 and r["duration_s"]["min"] == 2.0     # late.mkv: 2 s, not 7 s
     assert "decoded by PyAV      2" in capsys.readouterr().out
+
+
+def test_check_data_decode_measures_length_from_the_frames_and_lists_damage(tmp_path, capsys):
+    """With --decode the decoded frames, not the header, give a video's length (a file cut short said 6 s for
+    2 s of frames and passed the too-short check), and files damaged part-way are listed in report.txt too."""
+    import av
+    from test_data_decode import _blocky_frames
+
+    path = tmp_path / "cut.mp4"
+    with av.open(str(path), "w", format="mp4", options={"movflags": "faststart"}) as c:
+        s = c.add_stream("libx264", rate=15, options={"x264-params": "keyint=15"})
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for arr in _blocky_frames(90):
+            for pk in s.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                c.mux(pk)
+        for pk in s.encode():
+            c.mux(pk)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])                      # the index survives, half the frames do not
+    (tmp_path / "list.txt").write_text("cut.mp4 0\n")
+    out = tmp_path / "chk"
+    argv = ["check-data", "--annotations", str(tmp_path / "list.txt"), "--output", str(out), "--no-progress",
+            "--config", str(tmp_path / "clip.yaml")]
+    (tmp_path / "clip.yaml").write_text("model: {name: timesformer, kwargs: {num_frames: 8, sampling_rate: 6}}\n"
+                                        "data: {target_fps: 15}\n")          # a clip of 48 frames = 3.2 s
+    assert main(argv) == 0
+    r = json.loads((out / "report.json").read_text())
+    assert r["duration_s"]["max"] == 6.0 and r["num_too_short"] == 0          # the header's length
+    assert main(argv + ["--decode"]) == 0
+    r = json.loads((out / "report.json").read_text())
+    assert r["duration_s"]["max"] < 3.2 and r["num_too_short"] == 1 and len(r["damaged"]) == 1
+    text = (out / "report.txt").read_text()
+    assert "damaged part-way (1" in text and "cut.mp4: damaged after frame" in text
+    capsys.readouterr()

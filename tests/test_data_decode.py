@@ -343,3 +343,72 @@ def test_rotated_phone_video_is_upright_on_every_path(tmp_path, monkeypatch, rot
         assert [nearest_frame(f, upright)[0] for f in out] == [0, 7, 11]
         with dec.VideoReader(path, size=16) as r:
             assert tuple(r.get_frames([2]).shape[1:3]) == dec.target_hw(*shown, 16)
+
+
+def test_stream_copy_cut_between_keyframes_gives_the_shown_frames(tmp_path):
+    """`ffmpeg -ss X -c copy` keeps the keyframe before X and hides the frames up to X with an edit list.
+    decord counted the hidden frames and, after a seek, returned the frame 10 before the one asked for; the
+    header counts them too. Such files are decoded with PyAV and counted as shown."""
+    src_path, cut_path = str(tmp_path / "src.mp4"), str(tmp_path / "cut.mp4")
+    src = _write_coded(src_path, "libx264", "mp4", n=90,
+                       options={"x264-params": "keyint=30:min-keyint=30:scenecut=0:bframes=3"})
+    target = 40                                              # frame 40 is shown first; the cut starts at key 30
+    with av.open(src_path) as c:
+        st = c.streams.video[0]
+        packets = [p for p in c.demux(st) if p.size]
+        tick = int(round(1 / (st.time_base * 15)))           # pts units per frame
+        start = max(k for k, p in enumerate(packets) if p.is_keyframe and p.pts <= target * tick)
+        with av.open(cut_path, "w", format="mp4") as out:
+            ost = out.add_stream_from_template(st)
+            for p in packets[start:]:
+                p.pts, p.dts = p.pts - target * tick, p.dts - target * tick
+                p.stream = ost
+                out.mux(p)
+    shown = src[target:]
+    assert len(pyav_all_frames(cut_path)) == len(shown)
+    with dec.VideoReader(cut_path) as r:
+        assert r.info.num_frames == len(shown) and "edit list hides the first 10 frames" in r.info.seek_hazard
+        indices = [0, 30, 5, 44, 49]
+        out = r.get_frames(indices)
+    assert [nearest_frame(f, shown)[0] for f in out] == indices
+
+
+def test_matroska_counts_frames_not_the_longest_stream_or_gaps(tmp_path, monkeypatch):
+    """Matroska has no frame count: the container's duration is the longest stream's (audio), and a gap in
+    the timestamps makes a duration × fps estimate too high. Short files are counted by their packets."""
+    from fractions import Fraction
+
+    path = str(tmp_path / "gap.mkv")
+    frames = _blocky_frames(30)
+    with av.open(path, "w") as c:
+        s = c.add_stream("libx264", rate=15)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.codec_context.time_base = Fraction(1, 15)
+        for i, arr in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(arr, format="rgb24")
+            f.pts, f.time_base = i + (75 if i >= 15 else 0), Fraction(1, 15)     # a 5 s gap after frame 14
+            for pk in s.encode(f):
+                c.mux(pk)
+        for pk in s.encode():
+            c.mux(pk)
+    monkeypatch.setattr(dec, "_HAVE_DECORD", False)
+    with dec.VideoReader(path) as r:
+        assert r.info.num_frames == 30
+        out = r.get_frames([0, 14, 15, 29])
+    assert [nearest_frame(f, frames)[0] for f in out] == [0, 14, 15, 29]
+
+
+@pytest.mark.parametrize("hflip", [False, True])
+def test_mirroring_display_matrix_is_not_read_as_a_rotation(tmp_path, hflip):
+    """A left-right mirror matrix was read as a 180° turn (frames upside down); mirrors are not applied, on
+    any path, while a plain 180° turn still is."""
+    path = str(tmp_path / "m.mp4")
+    src = _write_coded(path, "libx264", "mp4", n=12,
+                       setup=lambda s: s.set_display_rotation(0 if hflip else 180, hflip=hflip))
+    with dec.VideoReader(path) as r:
+        assert r.info.rotation == (0 if hflip else 180)
+        assert ("mirrored" in r.info.seek_hazard) == hflip
+        out = r.get_frames([0, 6])
+    want = src if hflip else np.rot90(src, 2, axes=(1, 2))
+    assert [nearest_frame(f, want) for f in out][1][0] == 6
+    assert max(nearest_frame(f, want)[1] for f in out) < 10

@@ -32,7 +32,7 @@ def probe_file(path: str, decode: bool = False) -> Dict[str, Any]:
     (width/height as displayed; ``pyav_reason``: why the loaders decode it with PyAV rather than decord, or None)."""
     import av
 
-    from .decode import describe_error, display_rotation, seek_hazard, stream_duration, video_stream
+    from .decode import describe_error, display_rotation, scan_stream, stream_duration, video_stream
 
     out: Dict[str, Any] = {"status": "ok", "error": None, "fps": None, "width": None, "height": None,
                            "frames": None, "duration": None, "pyav_reason": None}
@@ -52,7 +52,7 @@ def probe_file(path: str, decode: bool = False) -> Dict[str, Any]:
             fps = float(st.average_rate or st.guessed_rate or 0) or None
             w, h = int(st.codec_context.width or 0), int(st.codec_context.height or 0)
             rotation = display_rotation(path, container, st)
-            if rotation % 180:                          # the size as shown (and as the loaders decode it)
+            if rotation and rotation % 180:             # the size as shown (and as the loaders decode it)
                 w, h = h, w
             dur = stream_duration(container, st)
             frames = int(st.frames or 0) or (int(round(dur * fps)) if dur and fps else 0)
@@ -69,7 +69,7 @@ def probe_file(path: str, decode: bool = False) -> Dict[str, Any]:
                 if n == 0:
                     return dict(out, status="undecodable", error="no decodable frame in the video stream")
                 out["frames"] = n
-                if fps and not dur:
+                if fps:                                 # the decoded frames, not the header, say how long
                     out["duration"] = n / fps
             elif not w or not h:
                 return dict(out, status="undecodable", error="the video stream has no frame size")
@@ -79,7 +79,14 @@ def probe_file(path: str, decode: bool = False) -> Dict[str, Any]:
         return dict(out, status="undecodable", error=f"not a readable video: {describe_error(exc)}")
     try:                 # why the loaders will decode it with PyAV rather than decord (slower), if they will
         with av.open(path) as container:
-            out["pyav_reason"] = seek_hazard(container, video_stream(container), rotation) or None
+            st = video_stream(container)
+            scan = scan_stream(container, st, rotation, to_end=not st.frames and not decode)
+        out["pyav_reason"] = scan.hazard or None
+        if not decode and out["frames"]:
+            if scan.packets and not st.frames:          # no count in the header (Matroska): the packets are one
+                out["frames"] = max(1, scan.packets - scan.hidden)
+            elif scan.hidden:                           # frames an edit list hides are not shown
+                out["frames"] = max(1, out["frames"] - scan.hidden)
     except Exception:  # noqa: BLE001 - the file read above; a late failure only costs this note
         pass
     return out
@@ -190,6 +197,7 @@ def check_data(annotations: str, data_root: Optional[str] = None, output: Option
         "problems": [{"path": v["path"], "label": v["label"], "status": v["status"], "error": v["error"]}
                      for v in per_video if v["status"] != "ok"],
         "too_short": [{"path": v["path"], "duration": v["duration"]} for v in per_video if v["too_short"]],
+        "damaged": [{"path": v["path"], "error": v["error"]} for v in ok if v["error"]],
         # files the loaders decode with PyAV (exact but slower): decord cannot read them exactly
         "num_pyav": sum(1 for v in ok if v["pyav_reason"]),
         "pyav_reasons": [[why, n] for why, n in Counter(_reason_kind(v["pyav_reason"]) for v in ok
@@ -274,6 +282,11 @@ def format_report(r: Dict[str, Any], max_problems: int = 10) -> str:
     for name, c in r["per_class"].items():
         lines.append(f"  {name:32s} {c['annotated']:6d} {c['ok']:6d} {c['missing']:6d} {c['undecodable']:6d} "
                      f"{c['too_short']:6d}")
+    damaged = r.get("damaged") or []
+    if damaged:
+        lines.append(f"damaged part-way ({len(damaged)}, usable: the frames before the damage are used; first "
+                     f"{min(max_problems, len(damaged))}):")
+        lines += [f"  {d['path']}: {d['error']}" for d in damaged[:max_problems]]
     if r["problems"]:
         lines.append(f"problems ({len(r['problems'])}, first {min(max_problems, len(r['problems']))}):")
         for p in r["problems"][:max_problems]:

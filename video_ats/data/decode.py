@@ -207,13 +207,13 @@ def _check_file(path: str) -> None:
 def video_stream(container):
     """The container's main video stream, chosen as FFmpeg chooses it: attached cover pictures and
     thumbnail tracks are skipped, whatever their order. None when there is no video. (decord's older FFmpeg
-    may choose another of several video streams: such files are decoded with PyAV, see :func:`seek_hazard`.)"""
+    may choose another of several video streams: such files are decoded with PyAV, see :func:`scan_stream`.)"""
     return container.streams.best("video") if container.streams.video else None
 
 
 def _probe_pyav(path: str, check_seeking: bool = False) -> VideoInfo:
     """The container header's view of the main video stream; ``check_seeking`` also reads the first packets
-    for what makes decord's seeks inexact (:func:`seek_hazard`)."""
+    for what makes decord's seeks inexact (:func:`scan_stream`)."""
     try:
         with av.open(path) as container:
             st = video_stream(container)
@@ -226,11 +226,18 @@ def _probe_pyav(path: str, check_seeking: bool = False) -> VideoInfo:
                 n = int(round(dur * fps)) if dur else 0
             w, h = int(st.codec_context.width), int(st.codec_context.height)
             rotation = display_rotation(path, container, st)
-            if rotation % 180:
+            if rotation and rotation % 180:
                 w, h = h, w
-            hazard = seek_hazard(container, st, rotation) if check_seeking else ""
+            hazard = ""
+            if check_seeking:
+                scan = scan_stream(container, st, rotation, to_end=not st.frames)
+                hazard = scan.hazard
+                if st.frames and scan.hidden:      # the header counts the edit list's hidden frames too
+                    n = max(1, n - scan.hidden)
+                elif not st.frames and scan.packets:   # no count in the header (Matroska): the packets are one
+                    n = max(1, scan.packets - scan.hidden)
             return VideoInfo(num_frames=n, fps=fps, width=w, height=h, container=container.format.name,
-                             seek_hazard=hazard, rotation=rotation)
+                             seek_hazard=hazard, rotation=rotation or 0)
     except DecodeError:
         raise
     except Exception as exc:
@@ -239,21 +246,36 @@ def _probe_pyav(path: str, check_seeking: bool = False) -> VideoInfo:
 
 def stream_duration(container, st) -> Optional[float]:
     """Seconds of the video stream from the header (None when it gives none)."""
-    if st.duration is not None and st.time_base is not None:
-        return float(st.duration * st.time_base)
-    if not container.duration:
+    if "matroska" in container.format.name.split(","):
+        # Matroska has no stream duration (FFmpeg may estimate one from the other streams); the container's is
+        # the longest stream's (10 s of audio over 3 s of video) and, like the DURATION tag FFmpeg's muxer
+        # writes per track, the time of the end rather than the length (a file whose timestamps start 5 s in
+        # would count 5 s of frames that are not there)
+        end = _tag_seconds(st.metadata.get("DURATION") or st.metadata.get("duration"))
+        start = float(st.start_time * st.time_base) if st.start_time is not None and st.time_base else 0.0
+        if end is None:
+            end, start = (container.duration / 1e6 if container.duration else None), (container.start_time or 0) / 1e6
+        dur = end - max(start, 0.0) if end is not None else None
+    elif st.duration is not None and st.time_base is not None:
+        dur = float(st.duration * st.time_base)
+    else:
+        dur = container.duration / 1e6 if container.duration else None
+    return dur if dur and dur > 0 else None
+
+
+def _tag_seconds(text: Optional[str]) -> Optional[float]:
+    """``"00:00:03.040000000"`` -> 3.04; None when absent or not that form."""
+    try:
+        h, m, sec = str(text).split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except (ValueError, TypeError):
         return None
-    dur = container.duration / 1e6
-    # Matroska/WebM give the time of the end, not the length: a file whose timestamps start 5 s in would
-    # count 5 s of frames that are not there (FFmpeg's other demuxers subtract the start themselves)
-    if "matroska" in container.format.name.split(",") and container.start_time:
-        dur -= container.start_time / 1e6
-    return dur if dur > 0 else None
 
 
-def display_rotation(path: str, container, st) -> int:
-    """The rotation a player applies to ``st`` (counter-clockwise degrees: 0, 90, 180, 270); read from the MP4/MOV
-    header, where phones put it (other containers: 0)."""
+def display_rotation(path: str, container, st) -> Optional[int]:
+    """The rotation a player applies to ``st`` (counter-clockwise degrees: 0, 90, 180, 270), read from the MP4/MOV
+    header, where phones put it; None for a matrix that mirrors the picture (not applied: decord would turn it
+    upside down). Other containers: 0 (their rotation, rare, is not applied on any path)."""
     if {"mov", "mp4"} & set(container.format.name.split(",")):
         return _mp4_rotation(path, st.id)
     return 0
@@ -266,10 +288,11 @@ def upright_turns(degrees: float) -> int:
     return turns % 4 if abs(degrees - 90.0 * turns) < 1.0 else 0
 
 
-def _mp4_rotation(path: str, track_id: int) -> int:
+def _mp4_rotation(path: str, track_id: int) -> Optional[int]:
     """The display rotation of track ``track_id`` of an MP4/MOV file, from its ``tkhd`` matrix (phones record
-    portrait video as landscape frames plus this matrix), in counter-clockwise degrees: 0, 90, 180 or 270.
-    Read from the header boxes without decoding (PyAV shows the rotation only on decoded frames)."""
+    portrait video as landscape frames plus this matrix), in counter-clockwise degrees: 0, 90, 180 or 270;
+    None when the matrix mirrors. Read from the header boxes without decoding (PyAV shows the rotation only on
+    decoded frames)."""
     import struct
 
     def boxes(buf: bytes, start: int, end: int):
@@ -316,7 +339,9 @@ def _mp4_rotation(path: str, track_id: int) -> int:
                             if struct.unpack_from(">I", moov, at)[0] != track_id:
                                 break
                             at += 4 + 4 + (8 if long_times else 4) + 8 + 8
-                            a, b = struct.unpack_from(">ii", moov, at)
+                            a, b, _, c, d = struct.unpack_from(">iiiii", moov, at)
+                            if a * d - b * c < 0:
+                                return None                      # a mirror, maybe with a turn
                             if a == b == 0:
                                 return 0
                             return 90 * upright_turns(-math.degrees(math.atan2(b, a)))
@@ -327,41 +352,65 @@ def _mp4_rotation(path: str, track_id: int) -> int:
     return 0
 
 
-def seek_hazard(container, st, rotation: int = 0) -> str:
-    """Why decord could return other frames than the ones asked for in this file, or "" (see
-    ``SEEK_SCAN_KEYFRAMES``); such files are decoded with PyAV. Reads packets without decoding them."""
+@dataclass
+class StreamScan:
+    """What the first packets of a video stream say (:func:`scan_stream`)."""
+    hazard: str = ""                 # why decord's seeks cannot be trusted here ("" = they can)
+    hidden: int = 0                  # leading frames an edit list hides (a stream-copy cut between keyframes)
+    packets: Optional[int] = None    # the stream's packets (= frames), when the scan reached the end of the file
+
+
+def scan_stream(container, st, rotation: Optional[int] = 0, to_end: bool = False) -> StreamScan:
+    """Why decord could return other frames than the ones asked for in this file (see ``SEEK_SCAN_KEYFRAMES``;
+    such files are decoded with PyAV), and how many leading frames an edit list hides: the header counts them,
+    players and PyAV do not show them. Reads packets without decoding them: the first few keyframes' worth, or
+    with ``to_end`` up to ``SEEK_SCAN_PACKETS`` to count them (for containers whose header has no frame
+    count). ``rotation`` from :func:`display_rotation`."""
+    if rotation is None:
+        return StreamScan("mirrored display matrix (not applied)")
     if rotation:        # decord applies it inconsistently (4-channel frames at the native size in decord 0.6)
-        return f"rotated video ({rotation}°)"
+        return StreamScan(f"rotated video ({rotation}°)")
     if set(container.format.name.split(",")) & set(DECORD_UNSEEKABLE):
-        return f"decord seeks inexactly in {container.format.name!r} streams"
+        return StreamScan(f"decord seeks inexactly in {container.format.name!r} streams")
     videos = [v for v in container.streams.video if not v.disposition & av.stream.Disposition.attached_pic]
     if len(videos) > 1:
-        return f"{len(videos)} video streams (decord may read another one than the main stream)"
-    packets = keys = 0
+        return StreamScan(f"{len(videos)} video streams (decord may read another one than the main stream)")
+    packets = keys = hidden = 0
     key_pts = None
+    hazard = ""
+    ended = False
     try:
         for packet in container.demux(st):
             if not packet.size:
                 continue
             packets += 1
+            if packet.is_discard:
+                hidden += 1
             if packet.is_keyframe:
                 keys += 1
-                if keys > SEEK_SCAN_KEYFRAMES:
+                if keys > SEEK_SCAN_KEYFRAMES and not to_end:
                     break
-                key_pts = packet.pts
-            elif key_pts is not None and packet.pts is not None and packet.pts < key_pts:
-                return "open GOP (frames decoded after a keyframe are shown before it)"
+                if keys <= SEEK_SCAN_KEYFRAMES:
+                    key_pts = packet.pts
+            elif (key_pts is not None and packet.pts is not None and packet.pts < key_pts and not hazard
+                  and keys <= SEEK_SCAN_KEYFRAMES):
+                hazard = "open GOP (frames decoded after a keyframe are shown before it)"
             if packets >= SEEK_SCAN_PACKETS:
                 break
+        else:
+            ended = True
     except (av.error.FFmpegError, OSError):
         pass                                 # damaged further on: decoding will tell
-    if keys == packets > 2 and not st.codec_context.codec.intra_only:
-        return "every packet of an inter-coded stream is marked as a keyframe"
-    return ""
+    if hidden:          # decord counts and seeks as if they were shown: frame 30 of such a file came out as 20
+        hazard = f"an edit list hides the first {hidden} frames (a stream-copy cut)"
+    elif not hazard and keys == packets > 2 and not st.codec_context.codec.intra_only:
+        hazard = "every packet of an inter-coded stream is marked as a keyframe"
+    return StreamScan(hazard, hidden, packets if ended else None)
 
 
-def _decode_pyav(path: str, indices: np.ndarray, size: SizeArg) -> torch.Tensor:
-    """Decode ``indices`` (frame numbers in decode order) with PyAV; clamps to the frames that exist."""
+def _decode_pyav(path: str, indices: np.ndarray, size: SizeArg, turns: int = 0) -> torch.Tensor:
+    """Decode ``indices`` (frame numbers in decode order) with PyAV, turned ``turns`` quarter turns
+    counter-clockwise (the header's display rotation); clamps to the frames that exist."""
     wanted = np.asarray(indices, dtype=np.int64)
     last_needed = int(wanted.max()) if wanted.size else 0
     needed = set(int(i) for i in wanted)
@@ -375,12 +424,10 @@ def _decode_pyav(path: str, indices: np.ndarray, size: SizeArg) -> torch.Tensor:
                 raise DecodeError(path, "no video stream in the file")
             st.thread_type = "AUTO"
             i = -1
-            turns = 0
             try:
                 for frame in container.decode(st):
                     i += 1
-                    if out_hw is None:       # upright frames, as players show them (and decord does)
-                        turns = upright_turns(frame.rotation)
+                    if out_hw is None:       # upright frames, as players show them
                         shown = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
                         out_hw = target_hw(*shown, size)
                     if i in needed:
@@ -480,7 +527,7 @@ class VideoReader:
                     self._decord_error = f"{type(exc).__name__}: {exc}"
                     self._vr = None
         if self._vr is None:
-            info = probe if probe is not None else _probe_pyav(self.path)
+            info = probe if probe is not None else _probe_pyav(self.path, check_seeking=True)   # the count too
             if _index_less(info):     # the header's frame count is a guess from the bitrate: count packets
                 info.num_frames = _pyav_num_packets(self.path)
             if info.num_frames <= 0:
@@ -519,7 +566,7 @@ class VideoReader:
                 logger.debug("%s: decord get_batch failed (%s); using PyAV", self.path, exc)
                 self._vr = None
                 self.backend = "pyav"
-        return _decode_pyav(self.path, idx, self.size)
+        return _decode_pyav(self.path, idx, self.size, self.info.rotation // 90)
 
     def close(self) -> None:
         self._vr = None
