@@ -255,6 +255,7 @@ def _bframes(stream):
     ("mpeg4_bframes.avi", "mpeg4", "avi", None, _bframes, "open GOP"),     # XviD/DivX-style AVI
     ("h263.avi", "h263", "avi", None, None, "marked as a keyframe"),        # AVI index: every packet a keyframe
     ("closed_gop.mp4", "libx264", "mp4", {"x264-params": "keyint=24:min-keyint=24:scenecut=0"}, None, ""),
+    ("all_intra.mp4", "libx264", "mp4", {"x264-params": "keyint=1"}, None, ""),      # every packet a real keyframe
 ])
 def test_streams_decord_seeks_wrongly_in_are_decoded_exactly(tmp_path, name, codec, fmt, options, setup, hazard):
     """decord returned other frames than the ones asked for, without an error, in open-GOP streams and in

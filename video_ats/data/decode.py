@@ -403,8 +403,11 @@ def scan_stream(container, st, rotation: Optional[int] = 0, to_end: bool = False
         pass                                 # damaged further on: decoding will tell
     if hidden:          # decord counts and seeks as if they were shown: frame 30 of such a file came out as 20
         hazard = f"an edit list hides the first {hidden} frames (a stream-copy cut)"
-    elif not hazard and keys == packets > 2 and not st.codec_context.codec.intra_only:
-        hazard = "every packet of an inter-coded stream is marked as a keyframe"
+    elif (not hazard and keys == packets > 2 and not st.codec_context.codec.intra_only
+          and "avi" in container.format.name.split(",")):
+        # AVI indexes may flag every packet (H.263); elsewhere the flags come from the encoder and an all-key
+        # stream is all-intra (H.264 keyint=1), which decord seeks in exactly
+        hazard = "every packet of an inter-coded stream in an AVI is marked as a keyframe"
     return StreamScan(hazard, hidden, packets if ended else None)
 
 
