@@ -384,7 +384,7 @@ def scan_stream(container, st, rotation: Optional[int] = 0, to_end: bool = False
             if not packet.size:
                 continue
             packets += 1
-            if packet.is_discard:
+            if getattr(packet, "is_discard", False):     # (PyAV < 12 lacks the flag: no cut found)
                 hidden += 1
             if packet.is_keyframe:
                 keys += 1
@@ -403,7 +403,7 @@ def scan_stream(container, st, rotation: Optional[int] = 0, to_end: bool = False
         pass                                 # damaged further on: decoding will tell
     if hidden:          # decord counts and seeks as if they were shown: frame 30 of such a file came out as 20
         hazard = f"an edit list hides the first {hidden} frames (a stream-copy cut)"
-    elif (not hazard and keys == packets > 2 and not st.codec_context.codec.intra_only
+    elif (not hazard and keys == packets > 2 and not getattr(st.codec_context.codec, "intra_only", False)
           and "avi" in container.format.name.split(",")):
         # AVI indexes may flag every packet (H.263); elsewhere the flags come from the encoder and an all-key
         # stream is all-intra (H.264 keyint=1), which decord seeks in exactly
