@@ -384,7 +384,7 @@ def scan_stream(container, st, rotation: Optional[int] = 0, to_end: bool = False
             if not packet.size:
                 continue
             packets += 1
-            if getattr(packet, "is_discard", False):     # (PyAV < 12 lacks the flag: no cut found)
+            if getattr(packet, "is_discard", False):     # (an older PyAV without the flag: no cut found)
                 hidden += 1
             if packet.is_keyframe:
                 keys += 1
