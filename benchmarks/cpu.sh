@@ -12,7 +12,7 @@ out=${1:-docs/results}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 keep="uniform skewed benchmarks/keep_patterns/bench_accuracy_ats.keep"
-common="--threads 2 --repeats 3 --pattern-clips 4"
+common="--threads 2 --pattern-clips 4"   # and --repeats 3, or 9 at batch 1 (cheap: more rounds)
 command -v video-ats >/dev/null || { echo "video-ats not found: activate the environment it was installed in" >&2; exit 2; }
 status=0
 run() {  # run FILE ARGS...
@@ -23,24 +23,24 @@ run() {  # run FILE ARGS...
   echo "== $(date +%T) $name: exit $rc"
   [ $rc -eq 0 ] || status=$rc
 }
-run benchmark_1_timesformer_cpu_batch1 --batch 1 --keep-pattern $keep $common --repeats 9   # batch 1 is cheap: more rounds
-run benchmark_2_timesformer_cpu_batch8 --batch 8 --keep-pattern $keep $common --no-official --no-memory
-run benchmark_3_xvit_cpu model.name=xvit_b16_16x224 model.num_classes=600 --batch 1 8 --keep-pattern $keep $common --no-memory
+run benchmark_1_timesformer_cpu_batch1 --batch 1 --keep-pattern $keep $common --repeats 9
+run benchmark_2_timesformer_cpu_batch8 --batch 8 --keep-pattern $keep $common --repeats 3 --no-official --no-memory
+run benchmark_3_xvit_cpu model.name=xvit_b16_16x224 model.num_classes=600 --batch 1 8 --keep-pattern $keep $common --repeats 3 --no-memory
 # batch 8 again with glibc keeping freed memory: by default every tensor above 32 MB is a fresh mmap whose pages
 # fault in on first touch (docs/speed_benchmark.md, "The memory allocator")
 malloc="MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736"
 echo "== $(date +%T) benchmark_2b/3c with $malloc"
-env $malloc video-ats benchmark --batch 8 --keep-pattern $keep $common --no-official --no-memory \
+env $malloc video-ats benchmark --batch 8 --keep-pattern $keep $common --repeats 3 --no-official --no-memory \
   --json "$out/benchmark_2b_timesformer_cpu_batch8_malloc.json" || status=$?
 env $malloc video-ats benchmark model.name=xvit_b16_16x224 model.num_classes=600 --batch 8 --keep-pattern $keep \
-  $common --no-memory --json "$out/benchmark_3c_xvit_cpu_batch8_malloc.json" || status=$?
+  $common --repeats 3 --no-memory --json "$out/benchmark_3c_xvit_cpu_batch8_malloc.json" || status=$?
 # the rate of the blocks' matrix products over row counts: why batch 1 (few kept rows) is less efficient than batch 8
 echo "== $(date +%T) benchmark_3b_matmul_cpu"
 video-ats benchmark matmul --threads 2 --json "$out/benchmark_3b_matmul_cpu.json" || status=$?
-run benchmark_4_timesformer_train_cpu --train --batch 4 --keep-pattern uniform skewed $common --no-memory
-run benchmark_5_timesformer_bf16_cpu --amp bf16 --batch 1 --keep-pattern uniform skewed $common --no-official --no-memory
+run benchmark_4_timesformer_train_cpu --train --batch 4 --keep-pattern uniform skewed $common --repeats 3 --no-memory
+run benchmark_5_timesformer_bf16_cpu --amp bf16 --batch 1 --keep-pattern uniform skewed $common --repeats 3 --no-official --no-memory
 # regional torch.compile (each block's norms and MLP; attention and token bookkeeping eager): same runners, compiled
-run benchmark_5b_timesformer_cpu_compile_blocks --batch 1 --keep-pattern uniform skewed $common --compile blocks --no-official --no-memory
+run benchmark_5b_timesformer_cpu_compile_blocks --batch 1 --keep-pattern uniform skewed $common --repeats 3 --compile blocks --no-official --no-memory
 echo "== $(date +%T) benchmark_9_data"
 video-ats benchmark data --json "$out/benchmark_9_data.json"
 rc=$?

@@ -5,6 +5,7 @@ the worker cap, rounded JSON, readable decode errors, no empty run folder, bench
 rerun times, calibrate progress."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -89,6 +90,25 @@ def test_training_val_split_names_warnings_resume_message(engine_data, engine_ov
     assert not (tmp_path / "run2").exists()
     assert main(["train", *engine_ov(engine_data, tmp_path / "run3"), "model.num_classes=2"]) == 2
     assert not (tmp_path / "run3").exists()
+    # ... nor the parent folders it made on the way (runs/ of a fresh checkout)
+    assert main(["train", *engine_ov(engine_data, tmp_path / "new" / "run4"), "model.num_classes=2"]) == 2
+    assert not (tmp_path / "new").exists()
+
+
+def test_test_setup_errors_come_first_and_leave_no_folder(engine_data, engine_ov, tmp_path, capsys, monkeypatch):
+    """A missing checkpoint is the first thing said (it used to come after the annotations), and a test that
+    fails in its setup leaves no empty output folder (``runs/run/`` was left behind)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["test", "--checkpoint", "runs/nothere/last.pt"]) == 2
+    assert "checkpoint 'runs/nothere/last.pt' does not exist" in capsys.readouterr().err
+    assert main(["test", *engine_ov(engine_data, tmp_path / "runs" / "t"), "--annotations", "missing.csv"]) == 2
+    assert "missing.csv: not found" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+    # a finished evaluation run again says that it takes the stored predictions over
+    assert main(["test", *engine_ov(engine_data, tmp_path / "t2")]) == 0
+    capsys.readouterr()
+    assert main(["test", *engine_ov(engine_data, tmp_path / "t2")]) == 0
+    assert re.search(r"resuming: (\d+) of \1 videos already evaluated", capsys.readouterr().out)
 
 
 def test_test_seeded_results_in_run_folder_and_failure_warning(engine_data, engine_ov, tmp_path, capsys, monkeypatch):

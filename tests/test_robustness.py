@@ -292,7 +292,8 @@ def test_resume_checks_the_run_fingerprint_and_cleans_stale_temp_files(engine_da
 def test_a_second_test_on_the_same_output_is_refused(tmp_path):
     out = str(tmp_path / "results.json")
     with FolderLock(out + ".lock", "x"):
-        cfg = load_config(None, ["model.name=timesformer", "model.num_classes=4", "device=cpu"])
+        cfg = load_config(None, ["model.name=timesformer", "model.num_classes=4", "device=cpu",
+                                 "test.annotations=val.csv"])
         from video_ats.engine.distributed import DistInfo
         from video_ats.engine.test import run_test
         with pytest.raises(UserError, match=f"test output {out} is in use .*pid {os.getpid()}"):

@@ -14,7 +14,7 @@ TOOLS = sorted(glob.glob(os.path.join(ROOT, "tools", "*.py")))
 def test_every_subcommand_has_a_wrapper_and_none_shadows_the_stdlib():
     from video_ats.cli import COMMANDS
     stems = {os.path.splitext(os.path.basename(t))[0] for t in TOOLS}
-    missing = [c for c in COMMANDS if c != "models" and not any(c.replace("-", "_") in s for s in stems)]
+    missing = [c for c in COMMANDS if not any(c.replace("-", "_") in s for s in stems)]
     assert not missing, missing
     # tools/test.py is the name users expect (PySlowFast habit); nothing in torch imports the `test` package
     shadowing = sorted(stems & set(sys.stdlib_module_names) - {"test"})

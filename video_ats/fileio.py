@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
 import time
 from typing import Callable, List, Optional
@@ -94,6 +95,27 @@ class _RecordingFile:
 
     def __getattr__(self, name):
         return getattr(self._f, name)
+
+
+def first_missing_dir(path: str) -> Optional[str]:
+    """The top-most folder on the way to ``path`` (``path`` included) that does not exist yet: what
+    ``os.makedirs(path)`` creates first, so that a command failing in its setup can remove all it made.
+    None when ``path`` exists."""
+    path, top = os.path.abspath(path), None
+    while not os.path.exists(path):
+        top, parent = path, os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return top
+
+
+def remove_if_no_files(folder: Optional[str]) -> None:
+    """Remove ``folder`` (made by a command whose setup then failed) if no file was written anywhere in it."""
+    if folder is None or not os.path.isdir(folder):
+        return
+    if not any(files for _, _, files in os.walk(folder)):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def temp_path(path: str) -> str:

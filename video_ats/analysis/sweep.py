@@ -70,10 +70,10 @@ def format_row(r: Dict[str, Any]) -> str:
     t1 = "-" if r["top1"] is None else f"{r['top1']:.2f}"
     t5 = "-" if r["top5"] is None else f"{r['top5']:.2f}"
     g = "-" if r["gflops_mean"] is None else f"{r['gflops_mean']:.4g}"
-    return f"{r['selection']:8s} {scale:>6s} {k:>20s} {t1:>7s} {t5:>7s} {g:>10s}"
+    return f"{r['selection']:14s} {scale:>6s} {k:>20s} {t1:>7s} {t5:>7s} {g:>10s}"
 
 
-HEADER = f"{'select':8s} {'scale':>6s} {'K':>20s} {'top1':>7s} {'top5':>7s} {'GFLOPs':>10s}"
+HEADER = f"{'select':14s} {'scale':>6s} {'K':>20s} {'top1':>7s} {'top5':>7s} {'GFLOPs':>10s}"
 
 
 def write_outputs(result: Dict[str, Any], out_dir: str) -> Dict[str, str]:

@@ -81,7 +81,7 @@ def run_precision(spec: PrecisionSpec, log: Callable[[str], None] = print) -> Di
             diff = (low - ref).abs().max().item()
             (c32, w32), (c16, w16) = ((statistics.median(v) for v in times[(name, amp)])
                                       for amp in ("off", spec.amp))
-            log(f"{'' if len(spec.batch_sizes) == 1 else f'batch {batch} '}{name:9s} "
+            log(f"{'' if len(spec.batch_sizes) == 1 else f'batch {batch} '}{name:11s} "
                 f"fp32 {c32:7.2f} s CPU ({w32:7.2f} s wall)   {label[spec.amp]} {c16:7.2f} s CPU ({w16:7.2f} s wall)"
                 f"   ratio {c16 / c32:.2f}   max |Δlogit| {diff:.3g}")
             for amp, cpu, wall in (("off", c32, w32), (spec.amp, c16, w16)):

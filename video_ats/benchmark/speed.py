@@ -134,6 +134,17 @@ def default_settings(model) -> List[str]:
     return list(DEFAULT_SETTINGS.get(type(model).__name__, ("mild", "half")))
 
 
+def check_presets_fit(settings: Dict[str, dict], model) -> None:
+    """The default presets are written for the full-depth models; a shallower one (``model.kwargs.depth=4``)
+    gets a line that says so and what to pass, rather than an error about a block it never asked for."""
+    depth = getattr(model, "depth", None)
+    misfit = {n: s["blocks"] for n, s in settings.items() if depth is not None and max(s["blocks"]) >= depth}
+    if misfit:
+        names = "; ".join(f"{n}: blocks {b}" for n, b in misfit.items())
+        raise UserError(f"the default ATS presets ({names}) need blocks this depth-{depth} model does not have; "
+                        f"give settings that fit with --ats, e.g. --ats '{{blocks: [1, 2], num_tokens: [0.7, 0.5]}}'")
+
+
 def twin(model):
     """A copy of ``model`` sharing its parameters, buffers and submodules (no extra memory), with its own
     ATS setting, keep pattern and records (those live on the top-level model only)."""
@@ -178,9 +189,14 @@ def make_ats_runner(dense, setting: str, ats: Optional[dict], pattern: KeepPatte
     return Runner(setting, pattern, m, ats=ats, state=state, fn=m)
 
 
-def make_runners(dense, spec: SpeedSpec, grid) -> List[Runner]:
+def make_runners(dense, spec: SpeedSpec, grid, check_presets: bool = False) -> List[Runner]:
+    """The dense runner, one ATS runner per setting and keep pattern (a replayed pattern brings its own
+    blocks), and the official forward; ``check_presets``: the settings are the defaults, checked against the
+    model's depth when a pattern uses them."""
     runners = [Runner("dense", None, dense, fn=dense)]
     patterns = [build_pattern(p, grid, spec.seed) for p in dict.fromkeys(spec.patterns)]
+    if check_presets and any(pat.kind != "masks" for pat in patterns):
+        check_presets_fit(spec.settings, dense)
     for pat in patterns:
         if pat.kind == "masks":
             runners.append(make_ats_runner(dense, "replay", None, pat, spec.replay_blocks))
@@ -393,10 +409,11 @@ def run_speed(spec: SpeedSpec, log: Callable[[str], None] = print,
     dev = resolve_device(spec.device)
     autocast(dev, spec.amp)                                  # validates amp
     dense = build_dense(spec.cfg, spec.seed).to(dev)
-    if spec.settings is None:                                # the model family's presets
+    presets = spec.settings is None
+    if presets:                                              # the model family's presets
         spec.settings = {name: ATS_PRESETS[name] for name in default_settings(dense)}
     grid = token_grid(dense)
-    runners = make_runners(dense, spec, grid)
+    runners = make_runners(dense, spec, grid, check_presets=presets)
     step = Stepper(dense, dev, spec.amp, spec.train)
     scope = compile_scope(spec.compile)
     if scope:

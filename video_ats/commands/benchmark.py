@@ -27,8 +27,8 @@ EPILOG = """modes:
   attention    attention only: the layouts of attend_groups (padded, bucketed, nested, bucketed:COST,
                blockdiag) on a skewed TimeSformer-B keep pattern; spatial, temporal and ATS cases; --train
   data         this project's test-view and training loaders vs pytorchvideo on the same files
-  export-keep  run a trained ATS model on real clips and save what each ATS stage kept (--out FILE.pt),
-               for --keep-pattern FILE.pt
+  export-keep  run a trained ATS model on real clips and save what each ATS stage kept (--out FILE.keep),
+               for --keep-pattern FILE.keep
   report       markdown tables from --json results files; --readme README.md fills the README block
 
 examples:
@@ -36,7 +36,8 @@ examples:
   video-ats benchmark model.name=xvit_b16_16x224 model.num_classes=600 --batch 1 8 --keep-pattern uniform skewed
   video-ats benchmark --train --batch 8 --keep-pattern uniform skewed
   video-ats benchmark --device cuda --amp bf16 --batch 1 8 32
-  video-ats benchmark model.name=timesformer model.kwargs.depth=4 model.kwargs.img_size=64 --compile
+  video-ats benchmark model.name=timesformer model.kwargs.depth=4 model.kwargs.img_size=64 --compile \\
+      --ats '{blocks: [1, 2], num_tokens: [0.7, 0.5]}'
   video-ats benchmark precision --batch 1 --repeats 3 --threads 1
   video-ats benchmark attention --batch 1 8 --repeats 7 --threads 1 [--train]
   video-ats benchmark attention --layouts bucketed:0 bucketed:500 bucketed:2000 padded --cases ats
@@ -94,7 +95,7 @@ def add_arguments(p) -> None:
              "model family's two presets)")
     add("--keep-pattern", nargs="+", default=None, metavar="PATTERN",
         help="what the ATS blocks keep: uniform (flat scores, K' = K), skewed (seeded moving object of changing "
-             "size), model (the model's own scores), or FILE.pt from export-keep (replayed, upsampled to the "
+             "size), model (the model's own scores), or FILE.keep from export-keep (replayed, upsampled to the "
              "model's grid); several are measured side by side (default uniform)")
     add("--replay-blocks", default=None, metavar="B1,B2",
         help="blocks where a replayed file's stages go (default: the source blocks at the same relative depth)")
@@ -428,7 +429,7 @@ def _run_export(args, cfg) -> int:
     from ..benchmark.export import export_keep
 
     if not args.out:
-        raise UserError("export-keep needs --out FILE.pt")
+        raise UserError("export-keep needs --out FILE.keep")
     if not args.checkpoint:
         raise UserError("export-keep needs --checkpoint: the trained ATS model whose kept tokens are exported")
     export_keep(cfg, args.checkpoint, args.out, args.annotations, args.data_root, args.clips or 64)

@@ -331,6 +331,9 @@ def evaluate(model: nn.Module, records: Sequence, spec: Union[EvalSpec, Mapping[
     header = dict(spec.fingerprint(), num_videos=len(records))
     store = PredictionStore(output, header, info.rank) if output else None
     done = store.load_done() if store else {}
+    if done and info.is_main:       # a rerun of the same evaluation: say what it takes over, and how to redo it
+        print(f"resuming: {len(done)} of {len(records)} videos already evaluated with these views and this model "
+              f"({store.final}); delete that file to evaluate them again", flush=True)
     all_batches = shard_batches(len(records), num_clips, spec.batch_videos, info.rank, info.world_size)
     pending = [b for b in all_batches if any(i // num_clips not in done for i in b)]
     was_training = model.training

@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from ..errors import UserError, unwrap_worker_error
-from ..fileio import FolderLock, remove_stale_temp_files
+from ..fileio import FolderLock, first_missing_dir, remove_if_no_files, remove_stale_temp_files
 from . import distributed
 from .builders import build_model, check_writable_dir, read_split
 from .eval_spec import eval_spec
@@ -37,7 +37,13 @@ def run_test(cfg: Dict[str, Any], checkpoint: Optional[str], output: str,
                         f"{os.path.join(output, 'results.json')}")
     if os.path.exists(output) and not os.path.isfile(output):
         raise UserError(f"--output {output} exists and is not a regular file")
+    if checkpoint and not os.path.exists(checkpoint):     # before anything is made: the argument a user checks first
+        raise UserError(f"checkpoint {checkpoint!r} does not exist")
+    if not (cfg["test"]["annotations"] or cfg["data"]["val_annotations"]):
+        raise UserError("no test annotations: pass --annotations FILE (or set test.annotations)")
     lock = None
+    made = first_missing_dir(out_dir) if info.is_main else None     # removed again if the setup fails
+    finished = False
     if info.is_main:
         check_writable_dir(out_dir, "output folder")
         lock = FolderLock(output + ".lock", f"test output {output}").acquire()
@@ -45,12 +51,16 @@ def run_test(cfg: Dict[str, Any], checkpoint: Optional[str], output: str,
             print(lock.note, file=sys.stderr, flush=True)
         remove_stale_temp_files(out_dir, [os.path.basename(output), os.path.basename(predictions_path(output))])
     try:
-        return _evaluate_test_split(cfg, checkpoint, output, info)
+        results = _evaluate_test_split(cfg, checkpoint, output, info)
+        finished = True
+        return results
     except UserError as exc:
         raise (unwrap_worker_error(exc) or exc) from None
     finally:
         if lock is not None:
             lock.release()
+        if not finished:
+            remove_if_no_files(made)              # a setup error leaves no empty output folder
 
 
 def _evaluate_test_split(cfg: Dict[str, Any], checkpoint: Optional[str], output: str,
@@ -59,9 +69,7 @@ def _evaluate_test_split(cfg: Dict[str, Any], checkpoint: Optional[str], output:
     from ..data.annotations import index_names
     from ..numfmt import round_floats
 
-    annotations = cfg["test"]["annotations"] or cfg["data"]["val_annotations"]
-    if not annotations:
-        raise UserError("no test annotations: pass --annotations FILE (or set test.annotations)")
+    annotations = cfg["test"]["annotations"] or cfg["data"]["val_annotations"]      # checked in run_test
     torch.manual_seed(int(cfg["seed"]))       # a random-init model (no checkpoint) is the same on every run
     pretrained = cfg["model"]["pretrained"]
     if not checkpoint and pretrained and not cfg["model"]["drop_head"]:

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from ..checkpoint import read_checkpoint, save_state
 from ..errors import UserError, unwrap_worker_error
-from ..fileio import FolderLock, atomic_write_text, remove_stale_temp_files
+from ..fileio import FolderLock, atomic_write_text, first_missing_dir, remove_stale_temp_files
 from . import distributed
 from .builders import build_model, cap_workers, check_writable_dir, model_data_settings, read_split
 from .config import default_config, dump_config, parse_views, schema_keys
@@ -264,7 +264,7 @@ def train(cfg: Dict[str, Any], info: Optional[distributed.DistInfo] = None) -> D
     out_dir = cfg["output_dir"]
     ckpt_dir = os.path.join(out_dir, "checkpoints")
     lock = None
-    created = info.is_main and not os.path.exists(out_dir)     # removed again if setup fails (nothing to keep)
+    made = first_missing_dir(out_dir) if info.is_main else None    # removed again if setup fails (nothing to keep)
     finished = False
     if info.is_main:
         check_writable_dir(ckpt_dir, "output folder")
@@ -292,8 +292,8 @@ def train(cfg: Dict[str, Any], info: Optional[distributed.DistInfo] = None) -> D
     finally:
         if lock is not None:
             lock.release()
-        if created and not finished and not _has_files(ckpt_dir):   # a setup error leaves no empty run folder
-            shutil.rmtree(out_dir, ignore_errors=True)
+        if made and not finished and not _has_files(ckpt_dir):   # a setup error leaves no empty run folder
+            shutil.rmtree(made, ignore_errors=True)               # (all of it was made by this run)
 
 
 def _has_files(folder: str) -> bool:
