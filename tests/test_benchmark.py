@@ -283,6 +283,8 @@ def test_key_value_overrides_and_deprecated_model_arg(tmp_path, capsys):
     # the default presets (blocks up to 10) on a shallow model: say so, not "block 4 is not a block index"
     (["model.name=timesformer", "model.kwargs.depth=4", "model.kwargs.img_size=32", "--batch", "1"],
      "the default ATS presets (mild: blocks [4, 7, 10]; half: blocks [3, 5, 7, 9]) need blocks this depth-4"),
+    (["precision", "model.name=timesformer", "model.kwargs.depth=4", "model.kwargs.img_size=32", "--amp", "bf16"],
+     "the default ATS presets (mild: blocks [4, 7, 10]) need blocks this depth-4"),
 ])
 def test_bad_inputs_are_one_line_errors_with_exit_code_2(argv, match, capsys):
     assert main(["benchmark", *argv]) == 2

@@ -18,7 +18,18 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 
 from ..errors import UserError
-from .speed import ATS_PRESETS, Stepper, autocast, build_dense, default_settings, make_input, resolve_device, sync, twin
+from .speed import (
+    ATS_PRESETS,
+    Stepper,
+    autocast,
+    build_dense,
+    check_presets_fit,
+    default_settings,
+    make_input,
+    resolve_device,
+    sync,
+    twin,
+)
 
 
 @dataclass
@@ -46,6 +57,7 @@ def run_precision(spec: PrecisionSpec, log: Callable[[str], None] = print) -> Di
     if settings is None:
         first = default_settings(dense)[0]
         settings = {first: ATS_PRESETS[first]}
+        check_presets_fit(settings, dense)
     models = {"dense": dense}
     for name, ats in settings.items():
         m = twin(dense)
