@@ -370,7 +370,7 @@ def scan_stream(container, st, rotation: Optional[int] = 0, to_end: bool = False
         return StreamScan("mirrored display matrix (not applied)")
     if rotation:        # decord applies it inconsistently (4-channel frames at the native size in decord 0.6)
         return StreamScan(f"rotated video ({rotation}°)")
-    if set(container.format.name.split(",")) & set(DECORD_UNSEEKABLE):
+    if _index_less(container.format.name):
         return StreamScan(f"decord seeks inexactly in {container.format.name!r} streams")
     videos = [v for v in container.streams.video if not v.disposition & av.stream.Disposition.attached_pic]
     if len(videos) > 1:
@@ -468,9 +468,10 @@ def _upright_rgb(frame, out_hw: Tuple[int, int], turns: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
-def _index_less(info: VideoInfo) -> bool:
-    """A stream container without a frame index (MPEG-PS/TS): frame counts and seeks are estimates."""
-    return bool(set(info.container.split(",")) & set(DECORD_UNSEEKABLE))
+def _index_less(container: str) -> bool:
+    """A stream container without a frame index (MPEG-PS/TS; FFmpeg's format name, e.g. "mpegts"): frame
+    counts and seeks are estimates."""
+    return bool(set(container.split(",")) & set(DECORD_UNSEEKABLE))
 
 
 def _pyav_num_packets(path: str) -> int:
@@ -531,7 +532,7 @@ class VideoReader:
                     self._vr = None
         if self._vr is None:
             info = probe if probe is not None else _probe_pyav(self.path, check_seeking=True)   # the count too
-            if _index_less(info):     # the header's frame count is a guess from the bitrate: count packets
+            if _index_less(info.container):     # the header's frame count is a guess from the bitrate: count packets
                 info.num_frames = _pyav_num_packets(self.path)
             if info.num_frames <= 0:
                 info.num_frames = _pyav_num_decodable(self.path)
